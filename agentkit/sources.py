@@ -50,8 +50,8 @@ def open_source(spec: str, *, realtime: bool = False, **kwargs: Any) -> Source:
     """Build a source from a CLI string.
 
     ``spec`` is a file path, a URL (``rtsp://``, ``http://``...), ``camera:N`` or ``camera:URL``,
-    ``screen`` / ``screen:N`` (monitor), ``test-pattern``, or ``mqtt://host:port/name`` (a remote robot or
-    camera). Raises :class:`SourceError` for anything else.
+    ``screen`` / ``screen:N`` (monitor), ``test-pattern``, ``mqtt://host:port/name`` (a remote robot or
+    camera), or a recording folder (replayed losslessly). Raises :class:`SourceError` for anything else.
     """
     spec = spec.strip()
     if spec == "test-pattern" or spec.startswith("test-pattern:"):
@@ -81,6 +81,10 @@ def open_source(spec: str, *, realtime: bool = False, **kwargs: Any) -> Source:
 
         if not path.exists():
             raise SourceError(f"video file not found: {spec}")
+        if path.is_dir() and (path / "frames.mp4").exists():
+            from agentkit.recorder import RecordingSource
+
+            return RecordingSource(path)
         if path.is_dir():
             raise SourceError(f"expected a video file, got a directory: {spec}")
         return VideoSource(str(path), realtime=realtime, **kwargs)

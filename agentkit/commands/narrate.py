@@ -1,0 +1,87 @@
+"""``agentkit narrate`` and ``agentkit replay``: live narration of a video, camera or screen."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from agentkit.commands import app
+from agentkit.commands.common import fail, run_guarded
+
+
+@app.command()
+def narrate(
+    source: str = typer.Argument(None, help="Video file, URL, camera:N, screen, test-pattern, mqtt://host/name or a recording folder."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default runs/narrate)."),
+    realtime: bool = typer.Option(None, "--realtime/--no-realtime", help="Pace a file to its stream clock (lossy, like a camera)."),
+    tts: bool = typer.Option(None, "--tts/--no-tts", help="Speak Responses with espeak-ng."),
+    policy: str = typer.Option(None, "--policy", "-p", help="Policy name (detector, vlm, ...)."),
+    model: str = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (for --policy vlm)."),
+    gate: bool = typer.Option(None, "--gate/--no-gate", help="Cheap motion gate in front of the policy."),
+    record: bool = typer.Option(None, "--record/--no-record", help="Also save frames.mp4 for replay."),
+    max_frames: int = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
+    duration: float = typer.Option(None, "--duration", help="Stop after this many seconds of wall clock."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config; options given here override it."),
+    progress: bool = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+) -> None:
+    """Narrate a stream: decisions.jsonl, narration.srt/.vtt, annotated.mp4, metrics.json in --out."""
+    def run() -> int:
+        from agentkit.apps.narrator import run_narrator
+        from agentkit.config import NarratorConfig, load_config, load_yaml
+
+        overrides = {
+            "source": source, "out": out, "realtime": realtime, "tts": tts, "policy": policy, "model": model,
+            "gate": gate, "max_frames": max_frames, "duration_s": duration,
+        }
+        if record is not None:
+            outputs = dict(load_yaml(config).get("outputs", {})) if config else {}
+            outputs["record_frames"] = record
+            overrides["outputs"] = outputs
+        cfg = load_config(NarratorConfig, config, overrides)
+        summary = asyncio.run(run_narrator(cfg, progress=progress))
+        _print_summary(summary.metrics, cfg.out)
+        if summary.error:
+            fail(f"{summary.error} (outputs up to the last good frame are in {cfg.out})")
+        return 0
+
+    run_guarded(run)
+
+
+@app.command()
+def replay(
+    recording: Path = typer.Argument(..., help="A recording folder (frames.mp4 + decisions.jsonl)."),
+    policy: str = typer.Option("detector", "--policy", "-p"),
+    model: str = typer.Option(None, "--model", "-m"),
+    out: Path = typer.Option(Path("runs/replay"), "--out", "-o"),
+) -> None:
+    """Run a recording's frames through another policy (lossless), writing the same outputs as narrate."""
+
+    def run() -> int:
+        from agentkit.apps.narrator import run_narrator
+        from agentkit.config import NarratorConfig
+
+        if not (recording / "frames.mp4").exists():
+            fail(f"{recording} is not a recording with frames (run narrate with --record)")
+        cfg = NarratorConfig(source=str(recording), out=out, policy=policy, model=model)
+        summary = asyncio.run(run_narrator(cfg))
+        _print_summary(summary.metrics, cfg.out)
+        if summary.error:
+            fail(summary.error)
+        return 0
+
+    run_guarded(run)
+
+
+def _print_summary(m: dict, out: Path) -> None:
+    from rich.console import Console
+
+    lat = m.get("latency_ms", {})
+    rtf = m.get("real_time_factor")
+    Console(stderr=True).print(
+        f"processed {m['processed']}/{m['frames_in']} frames (dropped {m['dropped']}, gated {m['gated']}), "
+        f"{m['responses']} responses, latency p50 {lat.get('p50')} ms p95 {lat.get('p95')} ms, "
+        f"real-time factor {rtf}x -> {out}",
+        markup=False,
+    )

@@ -1,0 +1,92 @@
+"""Recording a run so it can be inspected, replayed through another policy, or trained on.
+
+A recording is a folder: ``frames.mp4`` (the frames the policy processed, with their stream times),
+``decisions.jsonl`` (one line per processed frame, in the same order), ``actions.jsonl`` (one line per
+executed tool call) and ``meta.json``. Frame *i* of the video answers line *i* of ``decisions.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from agentkit.sinks import JsonlWriter, Sink, read_jsonl
+from agentkit.sources import Source
+from agentkit.types import ActionResult, Decision, Frame
+from agentkit.video_io import Mp4Writer
+
+
+class Recorder(Sink):
+    """Writes a recording folder. ``frames=False`` keeps only the JSONL files (cheap, for long runs)."""
+
+    def __init__(self, out_dir: str | Path, *, frames: bool = True, fps: float = 10.0, meta: dict[str, Any] | None = None):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.decisions = JsonlWriter(self.dir / "decisions.jsonl")
+        self.actions = JsonlWriter(self.dir / "actions.jsonl")
+        self.video = Mp4Writer(self.dir / "frames.mp4", fps=fps) if frames else None
+        self.meta = dict(meta or {})
+        self.meta["frames_recorded"] = frames
+
+    def on_decision(self, decision: Decision, frame: Frame) -> None:
+        self.decisions.write(decision.to_dict())
+        if self.video is not None:
+            self.video.write(frame.image, frame.pts)
+
+    def on_action(self, result: ActionResult) -> None:
+        self.actions.write(result.to_dict())
+
+    def close(self) -> None:
+        try:
+            if self.video is not None:
+                self.video.close()
+        finally:
+            self.decisions.close()
+            self.actions.close()
+            self.meta["decisions"] = self.decisions.lines
+            self.meta["actions"] = self.actions.lines
+            (self.dir / "meta.json").write_text(json.dumps(self.meta, indent=2))
+
+
+class RecordingSource(Source):
+    """Replays a recording's frames (lossless) so any policy can be run on exactly what another saw."""
+
+    name = "recording"
+    lossless = True
+
+    def __init__(self, rec_dir: str | Path) -> None:
+        from agentkit.errors import SourceError
+
+        self.dir = Path(rec_dir)
+        if not (self.dir / "frames.mp4").exists():
+            raise SourceError(f"{self.dir} is not a recording with frames (no frames.mp4)")
+        from agentkit.envs.video import VideoSource
+
+        self._video = VideoSource(str(self.dir / "frames.mp4"))
+        self.fps = None
+
+    def recorded_decisions(self) -> Iterator[Decision]:
+        path = self.dir / "decisions.jsonl"
+        if path.exists():
+            for d in read_jsonl(path):
+                yield Decision.from_dict(d)
+
+    async def open(self) -> None:
+        await self._video.open()
+        self.fps = self._video.fps
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        decisions = list(self.recorded_decisions())
+        i = 0
+        async for frame in self._video.frames():
+            if i < len(decisions):  # keep the original stream time and sequence number
+                frame.pts = decisions[i].pts
+                frame.seq = decisions[i].seq
+            frame.source = f"recording:{self.dir}"
+            i += 1
+            yield frame
+
+    async def close(self) -> None:
+        await self._video.close()
