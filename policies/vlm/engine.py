@@ -1,0 +1,229 @@
+"""One stream's device-resident KV cache: append chunks at explicit positions, probe, crop, evict.
+
+The session is the engine's core. Every frame costs only its own tokens: a chunk is appended to a
+``DynamicCache`` that stays on the model's device, with RoPE positions the adapter computes from the
+stream's own position counter (never from the cache length, which eviction shrinks). Eviction keeps a
+*sink* (the system prompt and instruction, plus pinned user questions) and a window of the most recent
+segments, by slicing every layer's keys and values; kept tokens keep their original positions, so the
+result equals a full forward of the transcript under an attention mask that hides what was evicted.
+
+With ``record=True`` the session keeps a trace (chunks, positions, which original tokens each chunk could
+see, and all logits), which :mod:`agentkit.policies.vlm.reference` replays as one full forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentkit.policies.vlm.adapters.base import Adapter, Chunk, Part
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """What eviction keeps besides the sink.
+
+    Attributes:
+        tokens: most non-sink tokens kept in the cache (``None``: no token limit).
+        seconds: drop segments older than this many seconds of stream time (``None``: no time limit).
+    """
+
+    tokens: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is not None and self.tokens <= 0:
+            raise ValueError(f"WindowConfig.tokens must be positive, got {self.tokens!r}")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ValueError(f"WindowConfig.seconds must be positive, got {self.seconds!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.tokens is not None or self.seconds is not None
+
+
+@dataclass
+class TraceRecord:
+    """One forward call: what was appended, where, what it could attend to, and its logits."""
+
+    chunk: Chunk
+    positions: Any  # (axes, L) long
+    orig: list[int]  # original (transcript) index of each appended token
+    visible: list[int]  # original indices present in the cache before the call
+    logits: Any  # (L, vocab) float on CPU
+    probe: bool = False
+
+
+@dataclass
+class _Segment:
+    seg_id: int
+    t: float
+    pinned: bool
+    n_tokens: int = 0
+
+
+@dataclass
+class SessionStats:
+    frames: int = 0
+    tokens_appended: int = 0
+    evicted_tokens: int = 0
+    evictions: int = 0
+    forwards: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamSession:
+    """The persistent KV cache of one stream and the bookkeeping that keeps its positions right.
+
+    Args:
+        adapter: the architecture adapter wrapping model, tokenizer and image processor.
+        window: eviction limits; default keeps everything.
+        record: keep a full trace for exactness checks (memory grows with the stream; tests only).
+    """
+
+    def __init__(self, adapter: Adapter, window: WindowConfig | None = None, record: bool = False) -> None:
+        self.adapter = adapter
+        self.window = window or WindowConfig()
+        self.record = record
+        self.reset()
+
+    # -- state ----------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Start a new stream: empty cache, position 0, per-stream model state cleared."""
+        from transformers import DynamicCache
+
+        self.adapter.reset_state()
+        self.cache = DynamicCache()
+        self.next_pos = 0  # RoPE position of the next appended token
+        self.n_total = 0  # transcript length (original index of the next token)
+        self.slot_orig: list[int] = []  # original index of each cache slot
+        self.slot_seg: list[int] = []  # segment of each cache slot
+        self.segments: dict[int, _Segment] = {}
+        self._seg_counter = 0
+        self.trace: list[TraceRecord] = []
+        self.stats = SessionStats()
+
+    def __len__(self) -> int:
+        return len(self.slot_orig)
+
+    def new_segment(self, t: float, pinned: bool = False) -> int:
+        """Open a segment (the unit of eviction: a frame turn, a question); returns its id."""
+        self._seg_counter += 1
+        self.segments[self._seg_counter] = _Segment(self._seg_counter, float(t), pinned)
+        return self._seg_counter
+
+    # -- appending ------------------------------------------------------------------------------------
+    def append(
+        self,
+        parts: list[Part] | Chunk,
+        segment: int | None = None,
+        all_logits: bool = False,
+    ) -> Any:
+        """Append parts (text, token ids, frames) as one forward call; return the last token's logits.
+
+        Args:
+            parts: ordered prompt parts, or an already encoded :class:`Chunk`.
+            segment: the segment the tokens belong to (default: the most recent one).
+            all_logits: compute logits for every appended token (only the last is returned).
+
+        Returns:
+            A ``(vocab,)`` float tensor: the next-token logits after the chunk.
+        """
+        import torch
+
+        chunk = parts if isinstance(parts, Chunk) else self.adapter.encode(parts)
+        if not chunk.ids:
+            raise ValueError("cannot append an empty chunk")
+        if segment is None:
+            segment = self._seg_counter if self._seg_counter else self.new_segment(0.0, pinned=True)
+        pos, nxt = self.adapter.positions(chunk, self.next_pos)
+        keep = 0 if (all_logits or self.record) else 1
+        visible = list(self.slot_orig) if self.record else []
+        with torch.inference_mode():
+            logits = self.adapter.forward(chunk, pos, self.cache, logits_to_keep=keep)
+        n = len(chunk.ids)
+        orig = list(range(self.n_total, self.n_total + n))
+        if self.record:
+            self.trace.append(TraceRecord(chunk, pos.clone(), orig, visible, logits.float().cpu()))
+        self.slot_orig += orig
+        self.slot_seg += [segment] * n
+        self.segments[segment].n_tokens += n
+        self.n_total += n
+        self.next_pos = nxt
+        self.stats.tokens_appended += n
+        self.stats.forwards += 1
+        return logits[-1]
+
+    def probe(self, parts: list[Part]) -> Any:
+        """Append ``parts``, return the last logits, then remove them again (the zero-shot probe).
+
+        The transcript, positions and trace are left exactly as before the call.
+        """
+        n_before, pos_before, total_before = len(self), self.next_pos, self.n_total
+        seg = self._seg_counter
+        logits = self.append(parts, segment=seg)
+        n = len(self) - n_before
+        self.cache.crop(-n) if n else None
+        del self.slot_orig[n_before:], self.slot_seg[n_before:]
+        self.segments[seg].n_tokens -= n
+        self.next_pos, self.n_total = pos_before, total_before
+        self.stats.tokens_appended -= n
+        if self.record:
+            self.trace[-1].probe = True
+        return logits
+
+    # -- eviction -------------------------------------------------------------------------------------
+    def evict(self, now: float) -> int:
+        """Drop the oldest unpinned segments beyond the window; returns the number of tokens evicted.
+
+        The newest segment is never evicted. Kept tokens keep their original positions.
+        """
+        if not self.window.enabled:
+            return 0
+        order = [s for s in self.segments.values() if not s.pinned and s.n_tokens > 0]
+        if len(order) <= 1:
+            return 0
+        order.sort(key=lambda s: s.seg_id)
+        unpinned = sum(s.n_tokens for s in order)
+        drop: set[int] = set()
+        for s in order[:-1]:
+            too_many = self.window.tokens is not None and unpinned > self.window.tokens
+            too_old = self.window.seconds is not None and s.t < now - self.window.seconds
+            if not (too_many or too_old):
+                break
+            drop.add(s.seg_id)
+            unpinned -= s.n_tokens
+        if not drop:
+            return 0
+        keep = [i for i, sg in enumerate(self.slot_seg) if sg not in drop]
+        n_drop = len(self.slot_seg) - len(keep)
+        self._slice_cache(keep)
+        self.slot_orig = [self.slot_orig[i] for i in keep]
+        self.slot_seg = [self.slot_seg[i] for i in keep]
+        for sid in drop:
+            del self.segments[sid]
+        self.stats.evicted_tokens += n_drop
+        self.stats.evictions += 1
+        return n_drop
+
+    def _slice_cache(self, keep: list[int]) -> None:
+        import torch
+
+        idx = None
+        for layer in self.cache.layers:
+            if not getattr(layer, "is_initialized", True) or layer.keys is None:
+                continue
+            if idx is None or idx.device != layer.keys.device:
+                idx = torch.tensor(keep, dtype=torch.long, device=layer.keys.device)
+            layer.keys = layer.keys.index_select(-2, idx)
+            layer.values = layer.values.index_select(-2, idx)
+
+    # -- introspection --------------------------------------------------------------------------------
+    def cache_bytes(self) -> int:
+        """Bytes held by the cache's key/value tensors."""
+        total = 0
+        for layer in self.cache.layers:
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if t is not None:
+                    total += t.numel() * t.element_size()
+        return total

@@ -1,0 +1,340 @@
+"""Build small (or real-sized, random-weight) VLM checkpoints offline.
+
+No model hub is reachable on the machines this project is tested on, yet the engine must be exercised on
+the same code path a user's real checkpoint takes. This module trains a small BPE tokenizer with
+``tokenizers`` (including every special token the architecture's prompt format needs plus the Streamo
+state tokens), builds a model with random weights from a config, and ``save_pretrained``-s model,
+tokenizer and image-processor config into one directory that :func:`agentkit.policies.vlm.loading.load`
+reads back with ``from_pretrained``.
+
+Sizes: ``tiny`` (a few hundred thousand parameters, for tests), ``2b`` and ``7b`` (the real
+architectures' dimensions, random weights; speed does not depend on weight values).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ARCHS = ("qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3")
+SIZES = ("tiny", "2b", "7b")
+STATE_TOKENS = ("<silence>", "<standby>", "<response>")
+
+_QWEN_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<tool_call>",
+    "</tool_call>",
+]
+_SMOL_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<end_of_utterance>",
+    "<fake_token_around_image>",
+    "<global-img>",
+    "<image>",
+    "<tool_call>",
+    "</tool_call>",
+]
+
+_CORPUS = """\
+You are a helpful streaming assistant. Watch the video and answer when something relevant happens.
+A person walks up to the table and picks up a bottle. The cat jumps on the sofa. Click the button.
+Describe what you see. Is there a person in the frame? Yes, a person is standing near the door.
+The box is at (120, 340), (560, 780). Point at the red cup. <point x="43.0" y="58.0">cup</point>
+{"name": "click", "arguments": {"x": 0.5, "y": 0.25}} {"name": "pick", "arguments": {"object": "cube"}}
+Should I respond now? Answer yes or no. yes no wait. The car stops at the light, then turns left.
+0 1 2 3 4 5 6 7 8 9 10 100 1000 seconds frame time question answer response silence standby.
+"""
+
+
+def _specials(arch: str) -> list[str]:
+    base = _QWEN_SPECIALS if arch in ("qwen2_vl", "qwen2_5_vl") else _SMOL_SPECIALS
+    return base + list(STATE_TOKENS)
+
+
+def build_tokenizer(arch: str, vocab_size: int = 400) -> Any:
+    """Train a byte-level BPE tokenizer on a small built-in corpus and wrap it for transformers.
+
+    Args:
+        arch: one of :data:`ARCHS`; decides which special tokens are added.
+        vocab_size: target BPE vocabulary size (specials included).
+
+    Returns:
+        A ``transformers`` fast tokenizer with the architecture's special tokens and the state tokens.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = _specials(arch)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    eos = "<|im_end|>" if arch in ("qwen2_vl", "qwen2_5_vl") else "<end_of_utterance>"
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=eos,
+        pad_token="<|endoftext|>",
+        additional_special_tokens=[s for s in specials if s not in (eos, "<|endoftext|>")],
+    )
+
+
+def _qwen_text(size: str, arch: str, vocab: int) -> dict[str, Any]:
+    if size == "tiny":
+        return dict(
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            max_position_embeddings=32768,
+            initializer_range=0.1,  # logits of order 1, so a position error is far above the tolerance
+        )
+    if arch == "qwen2_vl" and size == "2b":  # Qwen2-VL-2B-Instruct
+        dims = dict(
+            hidden_size=1536,
+            intermediate_size=8960,
+            num_hidden_layers=28,
+            num_attention_heads=12,
+            num_key_value_heads=2,
+            vocab_size=151936,
+        )
+    elif arch == "qwen2_5_vl" and size == "2b":  # nearest real size: Qwen2.5-VL-3B-Instruct
+        dims = dict(
+            hidden_size=2048,
+            intermediate_size=11008,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            vocab_size=151936,
+        )
+    else:  # Qwen2-VL-7B / Qwen2.5-VL-7B-Instruct
+        dims = dict(
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            vocab_size=152064,
+        )
+    dims["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}
+    dims["max_position_embeddings"] = 128000
+    return dims
+
+
+def _qwen_vision(size: str, arch: str, out_hidden: int) -> dict[str, Any]:
+    if arch == "qwen2_vl":
+        if size == "tiny":
+            return dict(depth=1, embed_dim=32, num_heads=2, mlp_ratio=2, hidden_size=out_hidden)
+        return dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4, hidden_size=out_hidden)
+    if size == "tiny":
+        return dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=out_hidden,
+            window_size=56,
+            fullatt_block_indexes=[1],
+        )
+    return dict(
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        out_hidden_size=out_hidden,
+        window_size=112,
+        fullatt_block_indexes=[7, 15, 23, 31],
+        tokens_per_second=2,
+    )
+
+
+def build_config(arch: str, size: str, tokenizer: Any) -> Any:
+    """The model config for ``arch`` at ``size``, with special-token ids taken from ``tokenizer``."""
+    vocab = max(len(tokenizer), 1)
+    if arch in ("qwen2_vl", "qwen2_5_vl"):
+        from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+
+        text = _qwen_text(size, arch, vocab)
+        text["vocab_size"] = max(text["vocab_size"], vocab)
+        ids = {
+            n: tokenizer.convert_tokens_to_ids(t)
+            for n, t in [
+                ("image_token_id", "<|image_pad|>"),
+                ("video_token_id", "<|video_pad|>"),
+                ("vision_start_token_id", "<|vision_start|>"),
+                ("vision_end_token_id", "<|vision_end|>"),
+            ]
+        }
+        text.update(
+            bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+            eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        )
+        cls = Qwen2VLConfig if arch == "qwen2_vl" else Qwen2_5_VLConfig
+        return cls(
+            text_config=text,
+            vision_config=_qwen_vision(size, arch, text["hidden_size"]),
+            tie_word_embeddings=size == "2b" and arch == "qwen2_vl",
+            **ids,
+        )
+    if arch in ("smolvlm", "idefics3"):
+        if arch == "smolvlm":
+            from transformers import SmolVLMConfig as Cfg
+        else:
+            from transformers import Idefics3Config as Cfg
+        if size == "tiny":
+            text = dict(
+                vocab_size=vocab,
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=32768,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                initializer_range=0.1,
+            )
+            vision = dict(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                image_size=64,
+                patch_size=16,
+            )
+            scale = 2
+        else:  # SmolVLM2-2.2B text dims; vision at 512 px / 16 px patches / scale 4 -> 64 tokens per frame
+            text = dict(
+                vocab_size=max(vocab, 49280),
+                hidden_size=2048,
+                intermediate_size=8192,
+                num_hidden_layers=24,
+                num_attention_heads=32,
+                num_key_value_heads=32,
+                max_position_embeddings=16384,
+                rope_parameters={"rope_type": "default", "rope_theta": 130000.0},
+            )
+            vision = dict(
+                hidden_size=1152,
+                intermediate_size=4304,
+                num_hidden_layers=27,
+                num_attention_heads=16,
+                image_size=512,
+                patch_size=16,
+            )
+            scale = 4
+        text["model_type"] = "llama"
+        text.update(
+            bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+            eos_token_id=tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
+            pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        )
+        return Cfg(
+            text_config=text,
+            vision_config=vision,
+            scale_factor=scale,
+            image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        )
+    raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+
+
+def model_class(arch: str) -> Any:
+    """The ``*ForConditionalGeneration`` class of ``arch``."""
+    import transformers
+
+    names = {
+        "qwen2_vl": "Qwen2VLForConditionalGeneration",
+        "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+        "smolvlm": "SmolVLMForConditionalGeneration",
+        "idefics3": "Idefics3ForConditionalGeneration",
+    }
+    if arch not in names:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    return getattr(transformers, names[arch])
+
+
+def build_image_processor(arch: str, config: Any, tokens_per_frame: int = 4) -> Any:
+    """A torchvision-free image processor sized so a frame yields about ``tokens_per_frame`` tokens."""
+    if arch in ("qwen2_vl", "qwen2_5_vl"):
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        pixels = tokens_per_frame * 28 * 28
+        return Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    side = int(config.vision_config.image_size)
+    return SmolVLMImageProcessorPil(
+        do_image_splitting=False,
+        size={"longest_edge": side},
+        max_image_size={"longest_edge": side},
+    )
+
+
+def build_model(arch: str, size: str = "tiny", seed: int = 0, dtype: Any = None, device: Any = None) -> tuple:
+    """Build ``(model, tokenizer, image_processor)`` in memory with random weights (no disk round trip)."""
+    import torch
+
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+    tokenizer = build_tokenizer(arch)
+    config = build_config(arch, size, tokenizer)
+    torch.manual_seed(seed)
+    dtype = dtype or torch.float32
+    cls = model_class(arch)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device or "cpu"):
+            model = cls(config)
+    finally:
+        torch.set_default_dtype(prev)
+    model.eval()
+    tpf = 4 if size == "tiny" else 64
+    return model, tokenizer, build_image_processor(arch, config, tpf)
+
+
+def build_tiny(arch: str, out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Build a random-weight checkpoint of ``arch`` and save it under ``out_dir``.
+
+    Args:
+        arch: ``qwen2_vl``, ``qwen2_5_vl``, ``smolvlm`` or ``idefics3``.
+        out_dir: directory to write (created).
+        size: ``tiny`` for tests; ``2b``/``7b`` for the real dimensions (gigabytes on disk).
+        seed: torch seed for the random weights.
+
+    Returns:
+        The checkpoint directory, loadable with ``from_pretrained`` and ``make_policy("vlm", model=...)``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, tokenizer, processor = build_model(arch, size, seed)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "agentkit_vlm.json").write_text(
+        json.dumps({"arch": arch, "size": size, "random_weights": True, "state_tokens": list(STATE_TOKENS)}, indent=2)
+    )
+    return out
