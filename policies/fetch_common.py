@@ -1,0 +1,95 @@
+"""The plan/wait/check cycle shared by the Fetch policies.
+
+Why: a robot policy in a streaming loop answers every frame, but its tool calls take many frames to
+run. Both the expert and the pixels policy emit a plan once, then answer Standby while the robot reports
+``busy`` (``Frame.meta``), and look again only when the plan's primitives have finished. The robot source
+publishes ``meta = {"episode", "busy", "actions", "steps"}``; a new ``episode`` number re-arms the policy.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from agentkit.policy import Policy
+from agentkit.types import Decision, Frame, ToolCall
+
+
+class PlanPolicy(Policy):
+    """Emit a plan when the robot is idle, wait for it to finish, re-plan up to ``max_attempts`` times.
+
+    Subclasses implement :meth:`plan` (tool calls, or ``None`` when the task looks done / impossible) and
+    :meth:`finished` (checked once after a plan ran; ``False`` triggers a retry from a clear view).
+    """
+
+    def __init__(self, max_attempts: int = 2, patience: int = 8, look_first: bool = True) -> None:
+        self.max_attempts = max_attempts
+        self.patience = patience
+        self.look_first = look_first
+        self.reset()
+
+    def reset(self) -> None:
+        self._episode: object = None
+        self._attempts = 0
+        self._homed = False
+        self._await_actions = 0
+        self._idle = 0
+        self._checked = False
+        self.done = False
+
+    def _rearm(self, frame: Frame) -> None:
+        ep = frame.meta.get("episode")
+        if ep != self._episode:
+            self.reset()
+            self._episode = ep
+
+    def step(self, frame: Frame) -> Decision:
+        self._rearm(frame)
+        if frame.meta.get("busy"):
+            self._idle = 0
+            return Decision.standby(seq=frame.seq, pts=frame.pts, text="robot busy")
+        if int(frame.meta.get("actions", 0)) < self._await_actions and self._idle < self.patience:
+            self._idle += 1  # the executor may not have started the plan yet
+            return Decision.standby(seq=frame.seq, pts=frame.pts, text="waiting for the plan to start")
+        if self.done:
+            return Decision.silence(seq=frame.seq, pts=frame.pts)
+        if self._attempts > 0 and not self._checked:
+            self._checked = True
+            if self._attempts >= self.max_attempts or self.finished(frame):
+                self.done = True
+                return Decision.silence(seq=frame.seq, pts=frame.pts, text="task done")
+            self._homed = False  # retry: look again from a clear view
+        if self.look_first and not self._homed:
+            self._homed = True
+            return self._emit(frame, [ToolCall("home", {})], "clearing the camera's view", [])
+        decision = self.plan(frame)
+        if decision is None or not decision.tool_calls:
+            self.done = True
+            if decision is None:
+                return Decision.silence(seq=frame.seq, pts=frame.pts)
+            decision.seq, decision.pts = frame.seq, frame.pts
+            return decision
+        self._attempts += 1
+        self._checked = False
+        return self._emit(frame, decision.tool_calls, decision.text, decision.points, decision)
+
+    def _emit(
+        self,
+        frame: Frame,
+        calls: list[ToolCall],
+        text: str | None,
+        points: list,
+        decision: Decision | None = None,
+    ) -> Decision:
+        self._await_actions = int(frame.meta.get("actions", 0)) + len(calls)
+        self._idle = 0
+        d = decision or Decision.response(text)
+        d.seq, d.pts, d.tool_calls, d.text, d.points = frame.seq, frame.pts, calls, text, points
+        return d
+
+    def finished(self, frame: Frame) -> bool:
+        """Whether the last plan achieved the task (checked once after it ran, before any retry)."""
+        return True
+
+    @abc.abstractmethod
+    def plan(self, frame: Frame) -> Decision | None:
+        """Tool calls for this frame, a Decision without calls (with errors) or ``None`` when done."""
