@@ -32,6 +32,11 @@ PUT_DOWN_BAND = 2 * OBJECT_HALF + 0.012  # a surface point this close above the 
 Steps = Generator[None, None, Any]
 
 
+def _up(p: np.ndarray, dz: float) -> np.ndarray:
+    """``p`` raised by ``dz`` metres."""
+    return np.asarray(p, dtype=float) + np.array([0.0, 0.0, dz])
+
+
 class FetchRobot:
     """The arm's primitives over one :class:`FetchSim`, serialized by a lock.
 
@@ -159,13 +164,13 @@ class FetchRobot:
         grasp = surface.copy()
         grasp[2] = surface[2] - min(0.02, max(height, 0.0) / 2)
         grasp[2] = max(grasp[2], TABLE_TOP_Z + 0.015)
-        above = grasp + [0, 0, APPROACH_HEIGHT]
+        above = _up(grasp, APPROACH_HEIGHT)
         self.sim.workspace.check(above, "approach point")
         yield from self.gripper(OPEN, steps=4)
         yield from self.move(above, tol=0.02)
         yield from self.move(grasp)
         yield from self.gripper(CLOSE, steps=8)
-        yield from self.move(grasp + [0, 0, APPROACH_HEIGHT], tol=0.02)
+        yield from self.move(_up(grasp, APPROACH_HEIGHT), tol=0.02)
         if not self.holding():
             raise ToolError(f"grasp failed at ({', '.join(f'{v:.3f}' for v in grasp)}): the fingers closed on nothing")
         return {"grasped": True, "at": grasp.round(4).tolist(), "finger_width": round(self.sim.finger_width, 4)}
@@ -186,14 +191,14 @@ class FetchRobot:
         if on_table:
             goal[2] = TABLE_TOP_Z + OBJECT_HALF + 0.003
         do_release = on_table if release is None else release
-        above = goal + [0, 0, APPROACH_HEIGHT if on_table else 0.0]
+        above = _up(goal, APPROACH_HEIGHT if on_table else 0.0)
         above[2] = max(above[2], self.sim.grip_pos[2])
         above[2] = min(above[2], self.sim.workspace.hi[2])
         yield from self.move(above, tol=0.02)
         yield from self.move(goal)
         if do_release:
             yield from self.gripper(OPEN, steps=6)
-            yield from self.move(goal + [0, 0, 0.06], tol=0.02)
+            yield from self.move(_up(goal, 0.06), tol=0.02)
         return {"placed": True, "at": goal.round(4).tolist(), "released": do_release}
 
     def push(self, start: np.ndarray, end: np.ndarray) -> Steps:
@@ -209,8 +214,8 @@ class FetchRobot:
         behind = np.array([*(start[:2] - u * (OBJECT_HALF + 0.03)), z])
         stop = np.array([*(end[:2] - u * (OBJECT_HALF + 0.01)), z])
         yield from self.gripper(CLOSE, steps=4)
-        yield from self.move(behind + [0, 0, APPROACH_HEIGHT], tol=0.02)
+        yield from self.move(_up(behind, APPROACH_HEIGHT), tol=0.02)
         yield from self.move(behind)
         yield from self.move(stop, max_steps=2 * self.move_steps)
-        yield from self.move(stop + [0, 0, APPROACH_HEIGHT], tol=0.02)
+        yield from self.move(_up(stop, APPROACH_HEIGHT), tol=0.02)
         return {"pushed": True, "to": end.round(4).tolist()}

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from agentkit.envs.fetch import OBJECT_HALF, SUCCESS_DISTANCE
+from agentkit.policies.fetch_common import PlanPolicy
 from agentkit.policy import register_policy
 from agentkit.types import Decision, Frame, ToolCall
-from agentkit.policies.fetch_common import PlanPolicy
 
 
 @register_policy("fetch-expert")
@@ -47,7 +47,7 @@ class FetchExpertPolicy(PlanPolicy):
         if state.get("finger_width", 0.0) > 0.015 and np.linalg.norm(obj - state["grip_pos"]) < 0.03:
             calls.append(ToolCall("place", {"xyz": goal.round(4).tolist()}))
         else:
-            top = obj + [0.0, 0.0, OBJECT_HALF]
+            top = obj + np.array([0.0, 0.0, OBJECT_HALF])
             calls += [
                 ToolCall("pick", {"xyz": top.round(4).tolist()}),
                 ToolCall("place", {"xyz": goal.round(4).tolist()}),

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from agentkit.policies.fetch_common import PlanPolicy
 from agentkit.policy import register_policy
 from agentkit.types import Decision, Frame, Point, ToolCall
-from agentkit.policies.fetch_common import PlanPolicy
 
 # OpenCV HSV: H in [0, 180). The block is saturated blue (H ~ 115-120); the arm's cyan is H ~ 95.
 BLUE = ((105, 120, 60), (130, 255, 255))
