@@ -106,6 +106,11 @@ class StreamSession:
     def __len__(self) -> int:
         return len(self.slot_orig)
 
+    @property
+    def current_segment(self) -> int:
+        """Id of the most recently opened segment (0 before any)."""
+        return self._seg_counter
+
     def new_segment(self, t: float, pinned: bool = False) -> int:
         """Open a segment (the unit of eviction: a frame turn, a question); returns its id."""
         self._seg_counter += 1

@@ -108,6 +108,7 @@ class Adapter(abc.ABC):
 
     def reset_state(self) -> None:
         """Clear per-stream state the model keeps between calls (Qwen's ``rope_deltas``)."""
+        return None
 
     def forward(
         self,

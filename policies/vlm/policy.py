@@ -1,0 +1,285 @@
+"""``VLMPolicy``: the streaming VLM engine behind the :class:`~agentkit.policy.Policy` contract.
+
+Per frame: one forward call appends the frame's user turn (plus the previous turn's state token, and any
+question asked since) to the stream's cache; the next-token logits decide Silence / Standby / Response;
+on Response the answer is decoded on the same cache, streamed out token by token, and parsed into
+normalized points, boxes and tool calls. The transcript follows Streamo: a user turn per frame headed
+``<Xs-Ys>``, an assistant turn holding one state token (Response followed by the text).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agentkit.errors import PolicyError
+from agentkit.policies.vlm.decide import (
+    STATE_TOKEN_SETS,
+    DecisionConfig,
+    candidate_ids,
+    choose,
+    detect_state_tokens,
+    resolve_state_ids,
+)
+from agentkit.policies.vlm.decode import DecodeConfig, decode
+from agentkit.policies.vlm.engine import StreamSession, WindowConfig
+from agentkit.policy import Policy
+from agentkit.types import Decision, DecisionKind, Frame
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SYSTEM = (
+    "You are a streaming video assistant. After every frame answer with one state: silence when nothing "
+    "relevant is happening, standby when something relevant has started, response followed by your answer."
+)
+DEFAULT_INSTRUCTION = "Narrate what happens in the video."
+
+
+class VLMPolicy(Policy):
+    """A streaming policy over a Hugging Face VLM with a device-resident KV cache.
+
+    Args:
+        model: checkpoint folder or hub id (Qwen2-VL, Qwen2.5-VL, SmolVLM, Idefics3).
+        device: ``cpu`` / ``cuda``; default CUDA when available.
+        dtype: default bf16 on CUDA, fp32 on CPU.
+        prompt: the system prompt (kept in the cache's sink forever).
+        instruction: the task, the first user turn (also in the sink).
+        decision: ``tokens`` (state tokens), ``zero_shot`` (probe), or ``auto`` (tokens when the
+            tokenizer has a known state-token set).
+        state_tokens: ``"agentkit"``, ``"streamo"`` or three token strings (silence, standby, response).
+        response_threshold / standby_threshold: see :class:`DecisionConfig`.
+        max_new_tokens / temperature / top_p / seed / stop: see :class:`DecodeConfig`.
+        window_tokens / window_s: eviction window (``None``: keep everything).
+        max_pixels: Qwen only: pixels per frame (fewer vision tokens).
+        coord_format: how coordinates in answers are read (``auto``, ``qwen2_vl``, ``qwen2_5_vl``...).
+        on_token: called with each piece of response text as it is decoded.
+        record: keep a trace for :func:`~agentkit.policies.vlm.reference.compare_with_full_forward`.
+    """
+
+    name = "vlm"
+
+    def __init__(
+        self,
+        model: str,
+        device: str | None = None,
+        dtype: str | None = None,
+        prompt: str = DEFAULT_SYSTEM,
+        instruction: str = DEFAULT_INSTRUCTION,
+        decision: str = "auto",
+        state_tokens: str | tuple[str, str, str] | list[str] | None = None,
+        response_threshold: float | None = None,
+        standby_threshold: float | None = None,
+        probe: str | None = None,
+        max_new_tokens: int = 48,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop: tuple[str, ...] | list[str] = (),
+        window_tokens: int | None = None,
+        window_s: float | None = None,
+        max_pixels: int | None = None,
+        coord_format: str = "auto",
+        on_token: Callable[[str], None] | None = None,
+        record: bool = False,
+        **kw: Any,
+    ) -> None:
+        from agentkit.policies.vlm.loading import load
+
+        if kw:
+            log.warning("VLMPolicy ignores unknown options: %s", ", ".join(sorted(kw)))
+        try:
+            self.window = WindowConfig(window_tokens, window_s)
+            self.decode_cfg = DecodeConfig(max_new_tokens, temperature, top_p, seed, tuple(stop))
+        except ValueError as e:
+            raise PolicyError(str(e)) from e
+        self.loaded = load(model, device=device, dtype=dtype, max_pixels=max_pixels)
+        self.adapter = self.loaded.adapter
+        self.prompt, self.instruction = prompt, instruction
+        self.coord_format = coord_format
+        self.on_token = on_token
+        self.state_names = self._resolve_state_names(state_tokens)
+        mode = decision
+        if mode == "auto":
+            mode = "tokens" if self.state_names is not None else "zero_shot"
+        try:
+            dkw: dict[str, Any] = {
+                "mode": mode,
+                "response_threshold": response_threshold,
+                "standby_threshold": standby_threshold,
+            }
+            if probe:
+                dkw["probe"] = probe
+            self.decision_cfg = DecisionConfig(**dkw)
+        except ValueError as e:
+            raise PolicyError(str(e)) from e
+        if mode == "tokens":
+            ids = resolve_state_ids(self.adapter, self.state_names) if self.state_names else None
+            if ids is None:
+                raise PolicyError(
+                    "decision='tokens' but the tokenizer lacks the state tokens "
+                    f"{self.state_names or STATE_TOKEN_SETS['agentkit']}; "
+                    "use decision='zero_shot'"
+                )
+            self.state_ids = ids
+        else:
+            self.state_ids = candidate_ids(self.adapter, self.decision_cfg)
+        t = self.adapter.template
+        self._close_ids = self.adapter.text_ids(t.turn_close)
+        self._eos = self.adapter.eos_ids
+        self.session = StreamSession(self.adapter, window=self.window, record=record)
+        self.reset()
+
+    def _resolve_state_names(self, state_tokens: Any) -> tuple[str, str, str] | None:
+        if state_tokens is None:
+            return detect_state_tokens(self.adapter)
+        if isinstance(state_tokens, str):
+            if state_tokens not in STATE_TOKEN_SETS:
+                raise PolicyError(
+                    f"state_tokens must be one of {sorted(STATE_TOKEN_SETS)} or three tokens, got {state_tokens!r}"
+                )
+            return STATE_TOKEN_SETS[state_tokens]
+        names = tuple(state_tokens)
+        if len(names) != 3:
+            raise PolicyError(f"state_tokens needs three tokens (silence, standby, response), got {names!r}")
+        return names  # type: ignore[return-value]
+
+    # -- Policy contract ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        import torch
+
+        self.session.reset()
+        self._started = False
+        self._pending: list[int] = []  # tokens that close the previous assistant turn (appended lazily)
+        self._questions: list[tuple[str, float | None]] = []
+        self._generator = torch.Generator().manual_seed(self.decode_cfg.seed)
+        self._resized: tuple[int, int] | None = None
+
+    def instruct(self, text: str, pts: float | None = None) -> None:
+        """Queue a question/task; it enters the user turn of the next frame and is never evicted."""
+        if text and text.strip():
+            self._questions.append((text.strip(), pts))
+
+    def close(self) -> None:
+        self.session.reset()
+
+    def step(self, frame: Frame) -> Decision:
+        t0 = time.perf_counter()
+        try:
+            d = self._step(frame, t0)
+        except Exception as e:
+            log.warning("vlm step failed on frame %s: %s", frame.seq, e, exc_info=True)
+            self.reset()
+            d = Decision.silence(
+                errors=[
+                    f"vlm step failed ({type(e).__name__}): {str(e).splitlines()[0] if str(e) else ''}; stream reset"
+                ]
+            )
+        d.seq, d.pts = frame.seq, frame.pts
+        d.model_ms = (time.perf_counter() - t0) * 1000.0
+        return d
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _prefill(self) -> None:
+        t = self.adapter.template
+        seg = self.session.new_segment(0.0, pinned=True)
+        self.session.append([t.system.format(system=self.prompt, instruction=self.instruction)], segment=seg)
+        self._started = True
+
+    def _step(self, frame: Frame, t0: float) -> Decision:
+        s = self.session
+        t = self.adapter.template
+        if not self._started:
+            self._prefill()
+        meta: dict[str, Any] = {}
+        # the previous turn's closing tokens join this frame's chunk: one forward per frame
+        pieces: list[tuple[Any, int]] = []
+        if self._pending:
+            pieces.append((self.adapter.encode([self._pending]), s.current_segment))
+        header: list[Any] = [t.user_open]
+        if self._questions:  # a question goes into this frame's user turn, in its own pinned segment
+            questions = [q for q, _ in self._questions]
+            meta["questions"] = questions
+            q_seg = s.new_segment(frame.pts, pinned=True)
+            pieces.append((self.adapter.encode([t.user_open] + [q + "\n" for q in questions]), q_seg))
+            header = []
+            self._questions = []
+        seg = s.new_segment(frame.pts, pinned=False)
+        frame_parts = [*header, t.frame_header.format(t0=frame.pts, t1=frame.pts + 1), frame.image, t.turn_close]
+        frame_chunk = self.adapter.encode(frame_parts)
+        self._resized = self._resized_size(frame_chunk)
+        zero_shot = self.decision_cfg.mode == "zero_shot"
+        if not zero_shot:
+            frame_chunk.extend(self.adapter.encode([self.adapter.template.assistant_open]))
+        logits = self._append_chunks([*pieces, (frame_chunk, seg)])
+        if zero_shot:
+            t = self.adapter.template
+            logits = s.probe([t.user_open, self.decision_cfg.probe, t.turn_close, t.assistant_open])
+        kind, probs = choose(logits, self.state_ids, self.decision_cfg)
+        meta["probs"] = {k: round(v, 4) for k, v in probs.items()}
+        self._pending = []
+        if kind is DecisionKind.RESPONSE:
+            if zero_shot:
+                first = s.append([self.adapter.template.assistant_open], segment=seg)
+            else:
+                first = s.append([[self.state_ids[kind]]], segment=seg)
+            res = decode(s, first, self.decode_cfg, self._eos, self._generator, self.on_token, t0)
+            self._pending = ([] if res.stopped_by == "eos" else [res.last_id]) + self._close_ids
+            meta.update(ttft_ms=round(res.ttft_ms, 3), tokens=len(res.ids), stopped_by=res.stopped_by)
+            if res.ms_per_token is not None:
+                meta["ms_per_token"] = round(res.ms_per_token, 3)
+            d = self._response(res.text)
+        else:
+            if not zero_shot:
+                self._pending = [self.state_ids[kind], *self._close_ids]
+            d = Decision(kind)
+        evicted = s.evict(frame.pts)
+        meta.update(cache_tokens=len(s), position=s.next_pos)
+        if evicted:
+            meta["evicted"] = evicted
+        d.meta.update(meta)
+        return d
+
+    def _append_chunks(self, pieces: list[tuple[Any, int | None]]) -> Any:
+        """Append several encoded chunks in ONE forward call, each under its own segment."""
+        from agentkit.policies.vlm.adapters.base import Chunk
+
+        s = self.session
+        merged = Chunk()
+        segs: list[int] = []
+        for chunk, seg in pieces:
+            if chunk is None or not chunk.ids:
+                continue
+            merged.extend(chunk)
+            segs += [seg] * len(chunk.ids)
+        n0 = len(s)
+        logits = s.append(merged, segment=segs[-1])
+        # re-assign per-token segments (append put them all under the last one)
+        last = segs[-1]
+        s.segments[last].n_tokens -= len(segs)
+        for i, sg in enumerate(segs):
+            s.slot_seg[n0 + i] = sg
+            s.segments[sg].n_tokens += 1
+        return logits
+
+    def _resized_size(self, chunk: Any) -> tuple[int, int] | None:
+        for img in chunk.images:
+            grid = img.get("image_grid_thw")
+            if grid is not None:
+                patch = int(getattr(self.adapter.image_processor, "patch_size", 14))
+                return int(grid[0, 2]) * patch, int(grid[0, 1]) * patch  # (width, height)
+        return None
+
+    def _response(self, text: str) -> Decision:
+        try:
+            from agentkit.policies.parsing import parse_response
+        except ImportError:
+            return Decision.response(text, errors=["response parsing unavailable (agentkit.policies.parsing missing)"])
+        try:
+            r = parse_response(text, self.coord_format, resized_size=self._resized)
+        except ValueError as e:
+            return Decision.response(text, errors=[f"cannot parse response: {e}"])
+        return Decision.response(
+            r.text, points=list(r.points), boxes=list(r.boxes), tool_calls=list(r.tool_calls), errors=list(r.errors)
+        )
