@@ -49,12 +49,15 @@ def task_url(task: str) -> str:
     return path.as_uri()
 
 
+_HIDE_HUD_CSS = "#reward-display, #click-canvas { display: none !important; }"
+
 # Privileged DOM snapshot: every rendered element of the task area with its box in CSS pixels.
 _DOM_JS = r"""
 () => {
   const out = [];
-  const root = document.getElementById('wrap') || document.body;
-  const all = [root, ...root.querySelectorAll('*')];
+  const root = document.body;
+  const skip = new Set(['reward-display', 'click-canvas', 'sync-task-cover']);
+  const all = [root, ...root.querySelectorAll('*')].filter(el => !skip.has(el.id) && !(el.closest && el.closest('#reward-display, #click-canvas')));
   const index = new Map();
   for (const el of all) {
     const r = el.getBoundingClientRect();
@@ -68,7 +71,9 @@ _DOM_JS = r"""
       x: r.left, y: r.top, w: r.width, h: r.height, visible: visible,
       type: el.type || '', value: (el.value !== undefined && typeof el.value === 'string') ? el.value : null,
       checked: el.checked === undefined ? null : el.checked, parent: index.has(el.parentElement) ? index.get(el.parentElement) : -1,
-      focused: document.activeElement === el,
+      focused: document.activeElement === el, placeholder: el.getAttribute('placeholder') || '',
+      name: el.getAttribute('name') || '', href: el.getAttribute('href') || '',
+      scrollTop: el.scrollTop, scrollHeight: el.scrollHeight, clientHeight: el.clientHeight,
     };
     index.set(el, out.length);
     out.push(item);
@@ -167,11 +172,14 @@ class AsyncMiniWoBEnv:
         if not self._loaded:
             await self.session.goto(self.url)
             await self.session.page.wait_for_selector("#sync-task-cover", timeout=10_000)
+            # The reward HUD and click canvas sit right of the 160 px task area; hidden, they cannot
+            # widen the page and scroll the task out of the viewport (jQuery UI dialogs do that).
+            await self.session.page.add_style_tag(content=_HIDE_HUD_CSS)
             self._loaded = True
         seed_js = f"Math.seedrandom({int(seed)});" if seed is not None else "Math.seedrandom();"
         await self.session.evaluate(
             "() => { if (core.EP_TIMER !== null) { clearTimeout(core.EP_TIMER); core.EP_TIMER = null; } "
-            + seed_js + " core.startEpisodeReal(); }"
+            + seed_js + " core.startEpisodeReal(); window.scrollTo(0, 0); }"
         )
         for _ in range(40):
             if await self.session.evaluate("() => WOB_TASK_READY"):
