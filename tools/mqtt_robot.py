@@ -1,0 +1,55 @@
+"""A ToolBox whose tools run on a remote robot node over MQTT.
+
+Why: the loop's executor only knows :class:`~agentkit.tooling.ToolBox`. This one validates a call against
+the same robot tool schemas locally (a malformed call never leaves the process), sends it on the node's
+``action`` topic with the frame it was decided on, and turns the node's ``result`` (or a timeout, or a
+lost broker) into an :class:`~agentkit.types.ActionResult`. The node validates again: it trusts nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from agentkit.envs.mqtt_link import RobotLink
+from agentkit.errors import ToolError
+from agentkit.tooling import ToolBox
+from agentkit.tools.robot import ROBOT_TOOLS
+from agentkit.types import ActionResult, ToolCall
+
+
+class MqttToolBox(ToolBox):
+    """Robot tools executed by the node behind ``link``; ``timeout_s`` bounds each call's round trip."""
+
+    def __init__(self, link: RobotLink, timeout_s: float = 30.0) -> None:
+        super().__init__([cls(None) for cls in ROBOT_TOOLS], timeout_s=timeout_s)  # type: ignore[arg-type]
+        self.link = link
+        self.frame_to_action_ms: list[float] = []
+
+    async def run(self, call: ToolCall, seq: int = -1) -> ActionResult:
+        started = time.monotonic()
+
+        def result(ok: bool, output: Any = None, error: str | None = None) -> ActionResult:
+            return ActionResult(call, ok, seq, output, error, started, (time.monotonic() - started) * 1e3)
+
+        try:
+            _, args = self.validate(call)
+            body: dict[str, Any] = {
+                "call": {"name": call.name, "arguments": args.model_dump(mode="json", exclude_none=True)},
+                "frame_seq": seq,
+            }
+            frame_t = self.link.frame_time(seq)
+            if frame_t is not None:
+                body["frame_t"] = frame_t
+            reply = await self.link.request("action", body, self.timeout_s)
+        except ToolError as e:
+            return result(False, error=str(e))
+        except asyncio.CancelledError:
+            raise
+        if "frame_to_action_ms" in reply:
+            self.frame_to_action_ms.append(float(reply["frame_to_action_ms"]))
+        out = reply.get("output")
+        if isinstance(out, dict):
+            out = {**out, "frame_to_action_ms": reply.get("frame_to_action_ms")}
+        return result(bool(reply.get("ok")), out, reply.get("error"))
