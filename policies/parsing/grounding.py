@@ -151,17 +151,21 @@ _JSON_START = re.compile(r"[\[{]")
 _MAX_JSON_TRIES = 256
 
 
-def _is_grounding(value: Any) -> bool:
-    items = value if isinstance(value, list) else [value]
-    return any(isinstance(it, dict) and ("bbox_2d" in it or "point_2d" in it) for it in items)
+def _grounding_items(value: Any, depth: int = 0) -> list[dict[str, Any]]:
+    """Objects holding ``bbox_2d`` / ``point_2d``, at the top level or nested (``{"waypoints": [...]}``)."""
+    if depth > 8:
+        return []
+    if isinstance(value, dict):
+        if "bbox_2d" in value or "point_2d" in value:
+            return [value]
+        value = list(value.values())
+    if isinstance(value, list):
+        return [it for v in value for it in _grounding_items(v, depth + 1)]
+    return []
 
 
-def _take_grounding(value: Any, ctx: _Context) -> None:
-    items = value if isinstance(value, list) else [value]
+def _take_grounding(items: list[dict[str, Any]], ctx: _Context) -> None:
     for it in items:
-        if not isinstance(it, dict):
-            ctx.error(f"grounding JSON item is not an object: {_snippet(repr(it))!r}")
-            continue
         label = it.get("label") if isinstance(it.get("label"), str) else None
         if "bbox_2d" in it:
             raw = it["bbox_2d"]
@@ -179,8 +183,6 @@ def _take_grounding(value: Any, ctx: _Context) -> None:
                     ctx.result.points.append(p)
             else:
                 ctx.error(f"point_2d is not a list: {_snippet(repr(raw))!r}")
-        if "bbox_2d" not in it and "point_2d" not in it:
-            ctx.error(f"grounding JSON item without bbox_2d/point_2d: {_snippet(repr(it))!r}")
 
 
 def extract_qwen25_json(text: str, ctx: _Context) -> str:
@@ -195,10 +197,10 @@ def extract_qwen25_json(text: str, ctx: _Context) -> str:
         value, err = loads_strict(body)
         if err is not None:
             ctx.error(f"malformed grounding JSON in ``` block: {err}")
-        elif not _is_grounding(value):
+        elif not (items := _grounding_items(value)):
             ctx.error("``` block mentions bbox_2d/point_2d but holds no grounding objects")
         else:
-            _take_grounding(value, ctx)
+            _take_grounding(items, ctx)
         return ""
 
     text = _FENCE.sub(fence, text)
@@ -211,8 +213,9 @@ def extract_qwen25_json(text: str, ctx: _Context) -> str:
             break
         tries += 1
         got = raw_decode_strict(text, m.start())
-        if got is not None and _is_grounding(got[0]):
-            _take_grounding(got[0], ctx)
+        items = _grounding_items(got[0]) if got is not None else []
+        if got is not None and items:
+            _take_grounding(items, ctx)
             out.append(text[pos : m.start()])
             pos = got[1]
         else:

@@ -87,5 +87,7 @@ def parse_response(
             text = stage(text, ctx)
         except Exception as e:  # a parser bug must not stop the loop: record it (tests assert it never happens)
             result.errors.append(f"internal parser error in stage {name}: {type(e).__name__}: {e}")
+    if ctx.suppressed:
+        result.errors.append(f"... and {ctx.suppressed} more errors")
     result.text = _tidy(text)
     return result

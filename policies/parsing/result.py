@@ -39,6 +39,9 @@ class ParseResult:
         return not self.errors
 
 
+MAX_ERRORS = 32
+
+
 @dataclass(slots=True)
 class _Context:
     """The requested format, the resized size and the result being filled."""
@@ -51,8 +54,14 @@ class _Context:
         """The space for markup whose own convention is ``native`` (the explicit fmt wins over it)."""
         return space_of(native if self.fmt is CoordFormat.AUTO else self.fmt, self.resized_size)
 
+    suppressed: int = 0
+
     def error(self, msg: str) -> None:
-        self.result.errors.append(msg)
+        """Record one error; past :data:`MAX_ERRORS` they are only counted (a garbage answer must not flood logs)."""
+        if len(self.result.errors) < MAX_ERRORS:
+            self.result.errors.append(msg)
+        else:
+            self.suppressed += 1
 
     def point(self, raw: Sequence[object], native: CoordFormat, where: str = "") -> Point | None:
         """Convert or record why not. ``where`` prefixes the error (e.g. ``"click: "``)."""

@@ -226,7 +226,8 @@ def extract_tool_calls(text: str, ctx: _Context) -> str:
             ctx.result.tool_calls.append(call)
         return ""
 
-    text = _BLOCK.sub(repl, text)
+    if "</tool_call>" in text:  # guard: the lazy block regex is quadratic on many unclosed openings
+        text = _BLOCK.sub(repl, text)
     i = text.find(_OPEN)
     if i >= 0:
         rest = text[i + len(_OPEN) :]
