@@ -9,12 +9,14 @@ task's own criterion (block within 5 cm of the target) at that moment.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agentkit.envs.fetch_robot import FetchRobot
+from agentkit.envs.mqtt_link import RobotLink
 from agentkit.policy import Policy
 from agentkit.tooling import ToolBox
 from agentkit.types import ActionResult, Decision, DecisionKind, Frame
@@ -39,33 +41,86 @@ class EpisodeResult:
 FrameHook = Callable[[Frame, Decision | None], None]
 
 
+class Backend(Protocol):
+    """Where an episode runs: in this process, or on a robot node behind MQTT."""
+
+    toolbox: ToolBox
+
+    async def reset(self, seed: int) -> None: ...
+
+    async def frame(self) -> Frame: ...
+
+    async def outcome(self) -> tuple[bool, int]:
+        """(success, control steps) of the current episode."""
+        ...
+
+
+class LocalBackend:
+    """The simulation in this process; frames are rendered on demand."""
+
+    def __init__(self, robot: FetchRobot, toolbox: ToolBox, privileged: bool = False) -> None:
+        self.robot, self.toolbox, self.privileged = robot, toolbox, privileged
+        self._seq = 0
+
+    async def reset(self, seed: int) -> None:
+        self.robot.reset(seed=seed)
+
+    async def frame(self) -> Frame:
+        sim = self.robot.sim
+        rgb, _ = sim.render(depth=False)
+        self._seq += 1
+        pts = sim.steps * sim.env.dt
+        return Frame(
+            rgb, t=time.monotonic(), pts=pts, seq=self._seq, source="fetch", meta=self.robot.meta(self.privileged)
+        )
+
+    async def outcome(self) -> tuple[bool, int]:
+        return self.robot.sim.is_success(), self.robot.sim.steps
+
+
+class MqttBackend:
+    """A robot node in another process: reset and outcome over the control topic, frames from the link."""
+
+    def __init__(self, link: RobotLink, toolbox: ToolBox, timeout_s: float = 10.0) -> None:
+        self.link, self.toolbox, self.timeout_s = link, toolbox, timeout_s
+        self.episode: int | None = None
+
+    async def reset(self, seed: int) -> None:
+        out = await self.link.control("reset", timeout_s=self.timeout_s, seed=seed)
+        self.episode = int(out["episode"])
+
+    async def frame(self) -> Frame:
+        while True:  # frames of the previous episode may still be in flight: skip them
+            frame = await asyncio.wait_for(self.link.next_frame(), self.timeout_s)
+            if frame.meta.get("episode") == self.episode:
+                return frame
+
+    async def outcome(self) -> tuple[bool, int]:
+        state = await self.link.control("state", timeout_s=self.timeout_s)
+        return bool(state["success"]), int(state["steps"])
+
+
 async def run_episode(
-    robot: FetchRobot,
-    toolbox: ToolBox,
+    backend: Backend,
     policy: Policy,
     seed: int,
     *,
-    privileged: bool = False,
     max_steps: int = 300,
-    max_decisions: int = 30,
+    max_decisions: int = 60,
     on_frame: FrameHook | None = None,
     on_action: Callable[[ActionResult], None] | None = None,
 ) -> EpisodeResult:
     """Run one seeded episode; never raises for policy or tool failures (they are recorded)."""
     t0 = time.perf_counter()
-    robot.reset(seed=seed)
+    await backend.reset(seed)
     policy.reset()
-    sim = robot.sim
     calls: list[dict[str, Any]] = []
     errors: list[str] = []
     decisions = 0
-    seq = 0
-    while decisions < max_decisions and sim.steps < max_steps:
-        rgb, _ = sim.render(depth=False)
-        frame = Frame(
-            rgb, t=time.monotonic(), pts=sim.steps * sim.env.dt, seq=seq, source="fetch", meta=robot.meta(privileged)
-        )
-        seq += 1
+    steps = 0
+    while decisions < max_decisions and steps < max_steps:
+        frame = await backend.frame()
+        steps = int(frame.meta.get("steps", 0))
         try:
             decision = policy.step(frame)
         except Exception as e:  # a policy bug is a recorded error, not a crashed evaluation
@@ -75,16 +130,20 @@ async def run_episode(
         errors.extend(decision.errors)
         if on_frame is not None:
             on_frame(frame, decision)
-        for call in decision.tool_calls:
-            result = await toolbox.run(call, seq=frame.seq)
-            calls.append(result.to_dict())
+        for i, call in enumerate(decision.tool_calls):
+            result = await backend.toolbox.run(call, seq=frame.seq)
+            d = result.to_dict()
+            d["first_of_decision"] = i == 0
+            calls.append(d)
             if on_action is not None:
                 on_action(result)
-            if not result.ok and result.error:
-                errors.append(result.error)
+            if not result.ok:
+                errors.append(result.error or f"{call.name} failed")
+                break  # later calls of a plan assume the earlier ones worked (as the live executor does)
         if not decision.tool_calls and decision.kind is DecisionKind.SILENCE and getattr(policy, "done", True):
             break
-    return EpisodeResult(seed, sim.is_success(), sim.steps, time.perf_counter() - t0, decisions, calls, errors)
+    success, steps = await backend.outcome()
+    return EpisodeResult(seed, success, steps, time.perf_counter() - t0, decisions, calls, errors)
 
 
 def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
