@@ -25,6 +25,7 @@ from agentkit.policies.vlm.decide import (
 )
 from agentkit.policies.vlm.decode import DecodeConfig, decode
 from agentkit.policies.vlm.engine import StreamSession, WindowConfig
+from agentkit.policies.vlm.loading import Loaded, load
 from agentkit.policy import Policy
 from agentkit.types import Decision, DecisionKind, Frame
 
@@ -41,7 +42,8 @@ class VLMPolicy(Policy):
     """A streaming policy over a Hugging Face VLM with a device-resident KV cache.
 
     Args:
-        model: checkpoint folder or hub id (Qwen2-VL, Qwen2.5-VL, SmolVLM, Idefics3).
+        model: checkpoint folder or hub id (Qwen2-VL, Qwen2.5-VL, SmolVLM, Idefics3), or a
+            :class:`~agentkit.policies.vlm.loading.Loaded` model.
         device: ``cpu`` / ``cuda``; default CUDA when available.
         dtype: default bf16 on CUDA, fp32 on CPU.
         prompt: the system prompt (kept in the cache's sink forever).
@@ -62,7 +64,7 @@ class VLMPolicy(Policy):
 
     def __init__(
         self,
-        model: str,
+        model: str | Loaded,
         device: str | None = None,
         dtype: str | None = None,
         prompt: str = DEFAULT_SYSTEM,
@@ -85,8 +87,6 @@ class VLMPolicy(Policy):
         record: bool = False,
         **kw: Any,
     ) -> None:
-        from agentkit.policies.vlm.loading import load
-
         if kw:
             log.warning("VLMPolicy ignores unknown options: %s", ", ".join(sorted(kw)))
         try:
@@ -94,7 +94,10 @@ class VLMPolicy(Policy):
             self.decode_cfg = DecodeConfig(max_new_tokens, temperature, top_p, seed, tuple(stop))
         except ValueError as e:
             raise PolicyError(str(e)) from e
-        self.loaded = load(model, device=device, dtype=dtype, max_pixels=max_pixels)
+        if isinstance(model, Loaded):  # an already loaded (or in-memory built) model: benchmarks, tests
+            self.loaded = model
+        else:
+            self.loaded = load(model, device=device, dtype=dtype, max_pixels=max_pixels)
         self.adapter = self.loaded.adapter
         self.prompt, self.instruction = prompt, instruction
         self.coord_format = coord_format

@@ -172,8 +172,12 @@ def _qwen_vision(size: str, arch: str, out_hidden: int) -> dict[str, Any]:
     )
 
 
-def build_config(arch: str, size: str, tokenizer: Any) -> Any:
-    """The model config for ``arch`` at ``size``, with special-token ids taken from ``tokenizer``."""
+def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | None = None) -> Any:
+    """The model config for ``arch`` at ``size``, with special-token ids taken from ``tokenizer``.
+
+    ``tokens_per_frame`` (SmolVLM/Idefics3 only) sets the vision image size so one frame yields that
+    many tokens (a square number times nothing else: ``(image_size / patch / scale) ** 2``).
+    """
     vocab = max(len(tokenizer), 1)
     if arch in ("qwen2_vl", "qwen2_5_vl"):
         from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
@@ -246,6 +250,11 @@ def build_config(arch: str, size: str, tokenizer: Any) -> Any:
                 patch_size=16,
             )
             scale = 4
+        if tokens_per_frame:
+            side = round(tokens_per_frame**0.5)
+            if side * side != tokens_per_frame:
+                raise ValueError(f"tokens_per_frame must be a square number for {arch}, got {tokens_per_frame}")
+            vision["image_size"] = side * scale * vision["patch_size"]
         text["model_type"] = "llama"
         text.update(
             bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
@@ -293,14 +302,25 @@ def build_image_processor(arch: str, config: Any, tokens_per_frame: int = 4) -> 
     )
 
 
-def build_model(arch: str, size: str = "tiny", seed: int = 0, dtype: Any = None, device: Any = None) -> tuple:
-    """Build ``(model, tokenizer, image_processor)`` in memory with random weights (no disk round trip)."""
+def build_model(
+    arch: str,
+    size: str = "tiny",
+    seed: int = 0,
+    dtype: Any = None,
+    device: Any = None,
+    tokens_per_frame: int | None = None,
+) -> tuple:
+    """Build ``(model, tokenizer, image_processor)`` in memory with random weights (no disk round trip).
+
+    ``tokens_per_frame`` defaults to 4 for ``tiny`` and 64 for the real sizes.
+    """
     import torch
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
     tokenizer = build_tokenizer(arch)
-    config = build_config(arch, size, tokenizer)
+    tpf = tokens_per_frame or (4 if size == "tiny" else 64)
+    config = build_config(arch, size, tokenizer, tpf)
     torch.manual_seed(seed)
     dtype = dtype or torch.float32
     cls = model_class(arch)
@@ -312,11 +332,12 @@ def build_model(arch: str, size: str = "tiny", seed: int = 0, dtype: Any = None,
     finally:
         torch.set_default_dtype(prev)
     model.eval()
-    tpf = 4 if size == "tiny" else 64
     return model, tokenizer, build_image_processor(arch, config, tpf)
 
 
-def build_tiny(arch: str, out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+def build_tiny(
+    arch: str, out_dir: str | Path, size: str = "tiny", seed: int = 0, tokens_per_frame: int | None = None
+) -> Path:
     """Build a random-weight checkpoint of ``arch`` and save it under ``out_dir``.
 
     Args:
@@ -324,13 +345,14 @@ def build_tiny(arch: str, out_dir: str | Path, size: str = "tiny", seed: int = 0
         out_dir: directory to write (created).
         size: ``tiny`` for tests; ``2b``/``7b`` for the real dimensions (gigabytes on disk).
         seed: torch seed for the random weights.
+        tokens_per_frame: vision tokens per frame (default 4 for tiny, 64 otherwise).
 
     Returns:
         The checkpoint directory, loadable with ``from_pretrained`` and ``make_policy("vlm", model=...)``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer, processor = build_model(arch, size, seed)
+    model, tokenizer, processor = build_model(arch, size, seed, tokens_per_frame=tokens_per_frame)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     processor.save_pretrained(out)
