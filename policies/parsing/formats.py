@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,15 +73,18 @@ def check_resized_size(resized_size: object) -> tuple[int, int] | None:
     """Validate ``resized_size`` = ``(width, height)`` of the image the model saw; ``None`` passes."""
     if resized_size is None:
         return None
-    ok = (
-        isinstance(resized_size, Sequence)
-        and not isinstance(resized_size, str)
-        and len(resized_size) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in resized_size)
-    )
-    if not ok or not all(math.isfinite(v) and v > 0 and float(v).is_integer() for v in resized_size):  # type: ignore[union-attr]
-        raise ValueError(f"resized_size must be (width, height) in positive whole pixels, got {resized_size!r}")
-    return int(resized_size[0]), int(resized_size[1])  # type: ignore[index]
+    bad = ValueError(f"resized_size must be (width, height) in positive whole pixels, got {resized_size!r}")
+    if not isinstance(resized_size, (tuple, list)) or len(resized_size) != 2:
+        raise bad
+    sides: list[int] = []
+    for v in resized_size:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy ints welcome
+            raise bad
+        f = float(v)
+        if not (math.isfinite(f) and f > 0 and f.is_integer()):
+            raise bad
+        sides.append(int(f))
+    return sides[0], sides[1]
 
 
 def space_of(fmt: CoordFormat, resized_size: tuple[int, int] | None) -> Space | str:

@@ -368,3 +368,28 @@ def test_smart_resize_known_values():
     assert smart_resize(10, 10) == (56, 56)  # lifted to min_pixels
     with pytest.raises(ValueError):
         smart_resize(1, 500)
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import agentkit.policies.parsing as pkg
+    from agentkit.policies.parsing import formatting, parse, resize
+
+    for mod in (pkg, formatting, parse, resize):
+        res = doctest.testmod(mod)
+        assert res.attempted > 0 and res.failed == 0, mod.__name__
+
+
+def test_point_lists_and_boxes_in_tool_arguments():
+    r = parse_response(tool_call("push", '{"points": [[100, 200], [300, 400]], "bbox": [10, 20, 5, 1]}'), "qwen2_vl")
+    args = r.tool_calls[0].arguments
+    assert args["points"] == [{"x": 0.1, "y": 0.2}, {"x": 0.3, "y": 0.4}]
+    assert args["bbox"] == {"x1": 0.005, "y1": 0.001, "x2": 0.01, "y2": 0.02}  # corners reordered
+    r = parse_response(tool_call("pick", '{"point": "somewhere"}'))
+    assert r.tool_calls == [] and any("expected a point" in e for e in r.errors)
+
+
+def test_error_flood_is_capped():
+    r = parse_response("<|box_start|>(2000,1)<|box_end|>" * 100)
+    assert len(r.errors) == 33 and r.errors[-1] == "... and 68 more errors"
