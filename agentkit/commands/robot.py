@@ -1,0 +1,128 @@
+"""CLI: ``agentkit eval fetch``, ``agentkit robot`` and ``agentkit robot-node``.
+
+MuJoCo, gymnasium and aiomqtt are imported inside the commands, so ``agentkit --help`` stays fast and
+works without the robot extras.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import typer
+
+from agentkit.commands import app, eval_app
+from agentkit.commands.common import run_guarded
+
+
+@eval_app.command("fetch")
+def eval_fetch(
+    policy: str = typer.Option("pixels", help="expert | pixels | vlm (or a registered policy name)"),
+    episodes: int = typer.Option(50, help="number of seeded episodes"),
+    seed: int = typer.Option(0, help="first seed; episode i uses seed+i"),
+    record: Path | None = typer.Option(None, help="folder for eval.json and the videos"),
+    video_episodes: str = typer.Option("", help="episode indices to film, e.g. 0,1 (needs --record)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
+    node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
+) -> None:
+    """Success rate, steps and seconds per episode of a policy on FetchPickAndPlace-v4."""
+
+    def body() -> int:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from agentkit.apps.robot import EvalConfig, evaluate, parse_indices
+
+        cfg = EvalConfig(
+            policy=policy,
+            episodes=episodes,
+            seed=seed,
+            record=record,
+            video_episodes=parse_indices(video_episodes),
+            node=node,
+            model=model,
+            max_steps=max_steps,
+        )
+        console = Console(stderr=True)
+        progress = Progress(
+            TextColumn(f"[bold]fetch {policy}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[ok]} ok"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        task = progress.add_task("eval", total=episodes, ok=0)
+        ok = 0
+
+        def on_episode(r: object) -> None:
+            nonlocal ok
+            ok += bool(getattr(r, "success", False))
+            progress.update(task, advance=1, ok=ok)
+
+        with progress:
+            report = asyncio.run(evaluate(cfg, on_episode))
+        text = json.dumps(report, indent=2)
+        if json_out:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(text)
+        typer.echo(json.dumps(report["overall"]))
+        return 0
+
+    run_guarded(body)
+
+
+@app.command("robot")
+def robot(
+    task: str = typer.Option("put the block on the target", help="the instruction given to the policy"),
+    policy: str = typer.Option("pixels", help="expert | pixels | vlm"),
+    source: str | None = typer.Option(None, help="mqtt://host:port/name of a robot node (default: in-process sim)"),
+    seed: int = typer.Option(0, help="episode seed"),
+    fps: float = typer.Option(10.0, help="camera frames per second"),
+    duration: float = typer.Option(30.0, help="stop after this many seconds"),
+    video: Path | None = typer.Option(Path("runs/robot.mp4"), help="annotated video of the run"),
+    record: Path | None = typer.Option(None, help="recording folder (frames.mp4, decisions.jsonl, actions.jsonl)"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+) -> None:
+    """Run a robot policy live on the Fetch camera stream, with an annotated video."""
+
+    def body() -> int:
+        from agentkit.apps.robot import LiveConfig, run_live
+
+        cfg = LiveConfig(task, policy, source, seed, fps, duration, video, record, model)
+        result = asyncio.run(run_live(cfg))
+        typer.echo(json.dumps({k: result[k] for k in ("task", "policy", "success", "seconds")}))
+        if video:
+            typer.echo(f"video: {video}", err=True)
+        return 0 if result["success"] else 2
+
+    run_guarded(body)
+
+
+@app.command("robot-node")
+def robot_node(
+    env: str = typer.Option("fetch", help="the simulated robot (only 'fetch' for now)"),
+    broker: str = typer.Option("mqtt://127.0.0.1:1883", help="mqtt://host:port of the broker"),
+    name: str = typer.Option("r1", help="robot name: topics agentkit/<name>/..."),
+    fps: float = typer.Option(15.0, help="camera frames per second"),
+    seed: int = typer.Option(0, help="seed of the first episode"),
+    depth: bool = typer.Option(True, help="publish the depth image too"),
+) -> None:
+    """Serve a simulated robot over MQTT: publishes frames/depth/state, executes received tool calls."""
+
+    def body() -> int:
+        from agentkit.apps.robot import serve_node
+        from agentkit.errors import ConfigError
+
+        if env != "fetch":
+            raise ConfigError(f"--env: unknown robot env {env!r}; known: fetch")
+        try:
+            asyncio.run(serve_node(broker, name, fps=fps, seed=seed, depth=depth))
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    run_guarded(body)
