@@ -236,6 +236,7 @@ class LiveConfig:
     video: Path | None = None
     record: Path | None = None
     model: str | None = None
+    realtime: float = 1.0  # simulation speed relative to wall time (0: as fast as possible)
 
 
 async def run_live(cfg: LiveConfig, sinks: list[Any] | None = None) -> dict[str, Any]:
@@ -268,7 +269,7 @@ async def run_live(cfg: LiveConfig, sinks: list[Any] | None = None) -> dict[str,
 
         sim = FetchSim()
         closers.append(sim.close)
-        robot = FetchRobot(sim)
+        robot = FetchRobot(sim, realtime=cfg.realtime)
         robot.reset(seed=cfg.seed)
         source = FetchSource(robot, fps=cfg.fps, privileged=privileged)
         toolbox = robot_toolbox(robot)
@@ -338,6 +339,7 @@ async def serve_node(
     depth: bool = True,
     width: int = 320,
     height: int = 240,
+    realtime: float = 1.0,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run a Fetch robot node on ``broker`` until cancelled (or ``stop`` is set)."""
@@ -354,7 +356,7 @@ async def serve_node(
     if spec.name != name and name:
         spec = type(spec)(spec.host, spec.port, name)
     sim = FetchSim(width, height)
-    robot = FetchRobot(sim)
+    robot = FetchRobot(sim, realtime=realtime)
     node = RobotNode(spec, robot, robot_toolbox(robot), fps=fps, depth=depth, seed=seed)
     task = asyncio.create_task(node.run())
     try:

@@ -13,6 +13,7 @@ mocap target where it is on cancellation (the arm holds still: the safe state).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -44,8 +45,9 @@ class FetchRobot:
     knows when its previous plan has finished.
     """
 
-    def __init__(self, sim: FetchSim, move_steps: int = 60, chunk: int = 1) -> None:
+    def __init__(self, sim: FetchSim, move_steps: int = 60, chunk: int = 1, realtime: float = 0.0) -> None:
         self.sim = sim
+        self.realtime = realtime  # 1.0: one control step per 0.04 s of wall time (live); 0: as fast as possible
         self.move_steps = move_steps
         self.chunk = max(1, chunk)
         self.lock = asyncio.Lock()
@@ -78,13 +80,17 @@ class FetchRobot:
             self.busy += 1
             try:
                 n = 0
+                t0 = time.monotonic()
+                period = self.sim.env.dt / self.realtime if self.realtime > 0 else 0.0
                 while True:
                     try:
                         next(gen)
                     except StopIteration as stop:
                         return stop.value
                     n += 1
-                    if n % self.chunk == 0:
+                    if period:
+                        await asyncio.sleep(max(0.0, t0 + n * period - time.monotonic()))
+                    elif n % self.chunk == 0:
                         await asyncio.sleep(0)
             finally:
                 gen.close()

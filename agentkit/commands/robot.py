@@ -86,13 +86,14 @@ def robot(
     video: Path | None = typer.Option(Path("runs/robot.mp4"), help="annotated video of the run"),
     record: Path | None = typer.Option(None, help="recording folder (frames.mp4, decisions.jsonl, actions.jsonl)"),
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
 ) -> None:
     """Run a robot policy live on the Fetch camera stream, with an annotated video."""
 
     def body() -> int:
         from agentkit.apps.robot import LiveConfig, run_live
 
-        cfg = LiveConfig(task, policy, source, seed, fps, duration, video, record, model)
+        cfg = LiveConfig(task, policy, source, seed, fps, duration, video, record, model, realtime)
         result = asyncio.run(run_live(cfg))
         typer.echo(json.dumps({k: result[k] for k in ("task", "policy", "success", "seconds")}))
         if video:
@@ -110,6 +111,7 @@ def robot_node(
     fps: float = typer.Option(15.0, help="camera frames per second"),
     seed: int = typer.Option(0, help="seed of the first episode"),
     depth: bool = typer.Option(True, help="publish the depth image too"),
+    realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
 ) -> None:
     """Serve a simulated robot over MQTT: publishes frames/depth/state, executes received tool calls."""
 
@@ -120,7 +122,7 @@ def robot_node(
         if env != "fetch":
             raise ConfigError(f"--env: unknown robot env {env!r}; known: fetch")
         try:
-            asyncio.run(serve_node(broker, name, fps=fps, seed=seed, depth=depth))
+            asyncio.run(serve_node(broker, name, fps=fps, seed=seed, depth=depth, realtime=realtime))
         except KeyboardInterrupt:
             pass
         return 0
