@@ -46,7 +46,7 @@ SUCCESS_DISTANCE = 0.05  # gymnasium-robotics distance_threshold
 class Workspace:
     """Axis-aligned bounds (metres, world frame) the gripper may be sent to."""
 
-    lo: tuple[float, float, float] = (1.02, 0.38, TABLE_TOP_Z + 0.005)
+    lo: tuple[float, float, float] = (1.02, 0.38, TABLE_TOP_Z - 0.005)
     hi: tuple[float, float, float] = (1.58, 1.12, 1.00)
 
     def contains(self, xyz: np.ndarray, margin: float = 0.0) -> bool:

@@ -24,6 +24,7 @@ from agentkit.errors import ToolError
 from agentkit.types import Point
 
 HOME_POS = np.array([1.05, 0.75, 0.72])  # gripper pulled back and up: clears the camera's view of the table
+GRIPPER_MIN_Z = TABLE_TOP_Z + 0.012  # fingertips above the table top
 GAIN = 12.0  # action per metre of error (an action of 1 moves the mocap 5 cm)
 OPEN, CLOSE = 1.0, -1.0
 GRASP_MIN_WIDTH = 0.015  # fingers closed on something, not on air
@@ -125,6 +126,10 @@ class FetchRobot:
         """Closed-loop move of the gripper to ``target`` (checked against the workspace)."""
         target = np.asarray(target, dtype=float)
         self.sim.workspace.check(target)
+        if target[2] < GRIPPER_MIN_Z:
+            raise ToolError(
+                f"gripper target z={target[2]:.3f} m is below the safe height {GRIPPER_MIN_Z:.3f} m above the table"
+            )
         budget = max_steps or self.move_steps
         for _ in range(budget):
             err = target - self.sim.grip_pos
