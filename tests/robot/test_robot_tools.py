@@ -86,7 +86,8 @@ def test_primitives_are_cancellable_and_leave_the_robot_idle(robot):
     box = robot_toolbox(robot)
 
     async def go():
-        task = asyncio.create_task(box.run(ToolCall("pick", {"xyz": (robot.sim.object_pos + [0, 0, 0.025]).tolist()})))
+        top = robot.sim.object_pos + np.array([0, 0, 0.025])
+        task = asyncio.create_task(box.run(ToolCall("pick", {"xyz": top.tolist()})))
         await asyncio.sleep(0.3)
         assert robot.busy == 1
         task.cancel()
