@@ -114,6 +114,7 @@ async def evaluate(cfg: EvalConfig, on_episode: Callable[[Any], None] | None = N
             source = MqttSource(cfg.node, privileged=privileged, max_age_s=2.0)
             await source.open()
             closers.append(source.close)
+            await source.link.wait_online(cfg.timeout_s)
             backend: Any = MqttBackend(source.link, MqttToolBox(source.link, timeout_s=cfg.timeout_s))
         else:
             from agentkit.envs.fetch import FetchSim
@@ -254,6 +255,7 @@ async def run_live(cfg: LiveConfig, sinks: list[Any] | None = None) -> dict[str,
 
         source: Any = MqttSource(cfg.source, privileged=privileged)
         await source.open()
+        await source.link.wait_online()
         await source.link.control("reset", seed=cfg.seed)
         toolbox: Any = MqttToolBox(source.link)
 

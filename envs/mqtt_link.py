@@ -43,6 +43,7 @@ class RobotLink:
         self.connected = asyncio.Event()
         self.connects = 0
         self.online: bool | None = None
+        self._online = asyncio.Event()
         self.frames_in = 0
         self.frames_dropped = 0  # overwritten in the slot before anyone read them
         self.malformed = 0
@@ -125,6 +126,10 @@ class RobotLink:
                     fut.set_result(msg)
             elif kind == "status":
                 self.online = bool(loads(payload).get("online"))
+                if self.online:
+                    self._online.set()
+                else:
+                    self._online.clear()
             elif kind == "state":
                 self.state = loads(payload)
         except ValueError as e:
@@ -155,6 +160,17 @@ class RobotLink:
         self.frames_in += 1
         self._new.set()
 
+    async def wait_online(self, timeout_s: float = 30.0) -> None:
+        """Wait for the node's retained ``status`` to say online.
+
+        Raises:
+            SourceError: the node is not online within ``timeout_s``.
+        """
+        try:
+            await asyncio.wait_for(self._online.wait(), timeout_s)
+        except TimeoutError:
+            raise SourceError(f"robot node {self.spec.name!r} is not online on {self.spec.url}") from None
+
     async def next_frame(self) -> Frame:
         """The newest frame not yet taken (waits for one)."""
         while self._frame is None:
@@ -174,33 +190,50 @@ class RobotLink:
         Raises:
             ToolError: no connection or no result within ``timeout_s``.
         """
-        import aiomqtt
-
         msg_id = uuid.uuid4().hex
         msg = {"id": msg_id, "t": time.time(), **body}
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = fut
         deadline = time.monotonic() + timeout_s
+        payload = dumps(msg)
         try:
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ToolError(f"robot {self.spec.name}: no connection to the broker within {timeout_s:g} s")
-                try:
-                    await asyncio.wait_for(self.connected.wait(), remaining)
-                except TimeoutError:
-                    continue
-                try:
-                    await self.client.publish(self.spec.topic(kind), dumps(msg), qos=1)
-                    break
-                except (aiomqtt.MqttError, AttributeError):
-                    await asyncio.sleep(0.05)
-            try:
-                return await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                raise ToolError(f"robot {self.spec.name}: no result within {timeout_s:g} s") from None
+                sent_on = await self._send(kind, payload, deadline, timeout_s)
+                # Wait for the result; if the connection was lost meanwhile, send the same message again
+                # (same id: the node never runs it twice, and re-sends the result if it already finished).
+                while self.connects == sent_on and self.connected.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ToolError(f"robot {self.spec.name}: no result within {timeout_s:g} s")
+                    try:
+                        return await asyncio.wait_for(asyncio.shield(fut), min(remaining, 0.25))
+                    except TimeoutError:
+                        continue
+                if fut.done():
+                    return fut.result()
         finally:
             self._pending.pop(msg_id, None)
+            if not fut.done():
+                fut.cancel()
+
+    async def _send(self, kind: str, payload: bytes, deadline: float, timeout_s: float) -> int:
+        """Publish once connected; returns the connection number it went out on."""
+        import aiomqtt
+
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ToolError(f"robot {self.spec.name}: no connection to the broker within {timeout_s:g} s")
+            try:
+                await asyncio.wait_for(self.connected.wait(), remaining)
+            except TimeoutError:
+                continue
+            client, n = self.client, self.connects
+            try:
+                await client.publish(self.spec.topic(kind), payload, qos=1)
+                return n
+            except (aiomqtt.MqttError, AttributeError):
+                await asyncio.sleep(0.05)
 
     async def control(self, cmd: str, timeout_s: float = 10.0, **fields: Any) -> dict[str, Any]:
         """Send a control command (``reset`` with ``seed``, ``cancel``, ``state``) and return its output."""

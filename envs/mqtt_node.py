@@ -64,7 +64,7 @@ class RobotNode:
         self.frames_dropped = 0
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_pending)
         self._outbox: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=256)
-        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._seen: collections.OrderedDict[str, bytes | None] = collections.OrderedDict()  # id -> result
         self._current: asyncio.Task[Any] | None = None
         self._stop = asyncio.Event()
         self._initial_seed = seed
@@ -90,8 +90,10 @@ class RobotNode:
             return False
 
     async def _reply(self, msg_id: Any, ok: bool, **fields: Any) -> None:
-        body = {"id": msg_id, "ok": ok, "t": time.time(), **fields}
-        await self._publish("result", dumps(body), qos=1, keep=True)
+        payload = dumps({"id": msg_id, "ok": ok, "t": time.time(), **fields})
+        if msg_id in self._seen:
+            self._seen[msg_id] = payload
+        await self._publish("result", payload, qos=1, keep=True)
 
     async def _camera(self) -> None:
         period = 1.0 / self.fps
@@ -135,7 +137,12 @@ class RobotNode:
             log.warning("dropping message without an id on %s", topic)
             return
         if msg_id in self._seen:
-            return  # a QoS 1 duplicate
+            # A duplicate (QoS 1 redelivery, or the agent re-sending after a reconnect): answer again if
+            # it has finished, never run it twice.
+            done = self._seen[msg_id]
+            if done is not None:
+                await self._publish("result", done, qos=1, keep=True)
+            return
         self._seen[msg_id] = None
         while len(self._seen) > 1024:
             self._seen.popitem(last=False)
