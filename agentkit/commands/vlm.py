@@ -16,7 +16,7 @@ from agentkit.commands.common import fail, run_guarded
 vlm_app = typer.Typer(help="Streaming VLM engine utilities.", no_args_is_help=True)
 app.add_typer(vlm_app, name="vlm")
 
-_ARCHS = "qwen2_vl, qwen2_5_vl, smolvlm, idefics3"
+_ARCHS = "qwen2_vl, qwen2_5_vl, smolvlm, idefics3, llava_onevision"
 
 
 def _quiet_transformers() -> None:
@@ -217,7 +217,7 @@ def verify_stream(
     run_guarded(run)
 
 
-def _probe_image():  # noqa: ANN202 - a numpy array; numpy is imported lazily
+def _probe_image():  # returns a numpy array; numpy is imported lazily
     import numpy as np
 
     return np.zeros((48, 64, 3), dtype=np.uint8)

@@ -46,6 +46,10 @@ def pick_device(device: str | None = None, dtype: str | None = None) -> tuple[An
 def _pil_image_processor(arch: str, path: str) -> Any:
     if arch in ("qwen2_vl", "qwen2_5_vl"):
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil as Cls
+    elif arch == "llava_onevision":
+        from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+            LlavaOnevisionImageProcessorPil as Cls,
+        )
     elif arch == "smolvlm":
         from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil as Cls
     else:

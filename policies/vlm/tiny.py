@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-ARCHS = ("qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3")
+ARCHS = ("qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3", "llava_onevision")
 SIZES = ("tiny", "2b", "7b")
 STATE_TOKENS = ("<silence>", "<standby>", "<response>")
 
@@ -39,6 +39,7 @@ _QWEN_SPECIALS = [
     "<tool_call>",
     "</tool_call>",
 ]
+_LLAVA_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>", "<tool_call>", "</tool_call>"]
 _SMOL_SPECIALS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -63,6 +64,8 @@ Should I respond now? Answer yes or no. yes no wait. The car stops at the light,
 
 
 def _specials(arch: str) -> list[str]:
+    if arch == "llava_onevision":
+        return _LLAVA_SPECIALS + list(STATE_TOKENS)
     base = _QWEN_SPECIALS if arch in ("qwen2_vl", "qwen2_5_vl") else _SMOL_SPECIALS
     return base + list(STATE_TOKENS)
 
@@ -91,7 +94,7 @@ def build_tokenizer(arch: str, vocab_size: int = 400) -> Any:
         show_progress=False,
     )
     tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
-    eos = "<|im_end|>" if arch in ("qwen2_vl", "qwen2_5_vl") else "<end_of_utterance>"
+    eos = "<|im_end|>" if arch in ("qwen2_vl", "qwen2_5_vl", "llava_onevision") else "<end_of_utterance>"
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=eos,
@@ -267,6 +270,66 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
             scale_factor=scale,
             image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         )
+    if arch == "llava_onevision":
+        from transformers import LlavaOnevisionConfig
+
+        if size == "tiny":
+            text = dict(
+                model_type="qwen2",
+                vocab_size=vocab,
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=32768,
+                initializer_range=0.1,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            )
+            vision = dict(
+                model_type="siglip_vision_model",
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                image_size=32,
+                patch_size=8,
+            )
+        else:  # LLaVA-OneVision-Qwen2-7B (7b) / -0.5B text dims for 2b (no 2B release), SigLIP-so400m vision
+            big = size == "7b"
+            text = dict(
+                model_type="qwen2",
+                vocab_size=max(vocab, 152000),
+                hidden_size=3584 if big else 896,
+                intermediate_size=18944 if big else 4864,
+                num_hidden_layers=28 if big else 24,
+                num_attention_heads=28 if big else 14,
+                num_key_value_heads=4 if big else 2,
+                max_position_embeddings=32768,
+                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+            )
+            vision = dict(
+                model_type="siglip_vision_model",
+                hidden_size=1152,
+                intermediate_size=4304,
+                num_hidden_layers=26,
+                num_attention_heads=16,
+                image_size=384,
+                patch_size=14,
+            )
+        if tokens_per_frame:
+            side = round((tokens_per_frame - 1) ** 0.5)
+            if side * side != tokens_per_frame - 1:
+                raise ValueError(f"tokens_per_frame - 1 must be a square number for {arch}, got {tokens_per_frame}")
+            vision["image_size"] = 2 * side * vision["patch_size"]
+        return LlavaOnevisionConfig(
+            text_config=text,
+            vision_config=vision,
+            image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+            video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+            vision_feature_layer=-1,
+            image_grid_pinpoints=[[vision["image_size"], vision["image_size"]]],
+        )
     raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
 
 
@@ -279,6 +342,7 @@ def model_class(arch: str) -> Any:
         "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
         "smolvlm": "SmolVLMForConditionalGeneration",
         "idefics3": "Idefics3ForConditionalGeneration",
+        "llava_onevision": "LlavaOnevisionForConditionalGeneration",
     }
     if arch not in names:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
@@ -292,6 +356,13 @@ def build_image_processor(arch: str, config: Any, tokens_per_frame: int = 4) -> 
 
         pixels = tokens_per_frame * 28 * 28
         return Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
+    if arch == "llava_onevision":
+        from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+            LlavaOnevisionImageProcessorPil,
+        )
+
+        side = int(config.vision_config.image_size)
+        return LlavaOnevisionImageProcessorPil(size={"height": side, "width": side})
     from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
 
     side = int(config.vision_config.image_size)
@@ -320,6 +391,8 @@ def build_model(
         raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
     tokenizer = build_tokenizer(arch)
     tpf = tokens_per_frame or (4 if size == "tiny" else 64)
+    if arch == "llava_onevision" and not tokens_per_frame:
+        tpf += 1  # pooled square + one newline embedding
     config = build_config(arch, size, tokenizer, tpf)
     torch.manual_seed(seed)
     dtype = dtype or torch.float32

@@ -28,7 +28,7 @@ from agentkit.policy import make_policy  # noqa: E402
 from agentkit.types import DecisionKind, Frame  # noqa: E402
 
 pytestmark = pytest.mark.vlm
-ARCHS = ["qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3"]
+ARCHS = ["qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3", "llava_onevision"]
 TOL = 1e-4
 
 

@@ -15,7 +15,7 @@ _ARCH_OF_MODEL_TYPE = {
     "llava_onevision": "llava_onevision",
 }
 
-SUPPORTED_ARCHS = ("qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3")
+SUPPORTED_ARCHS = ("qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3", "llava_onevision")
 
 
 def arch_of(config: Any) -> str | None:
@@ -33,6 +33,10 @@ def make_adapter(arch: str, model: Any, tokenizer: Any, image_processor: Any) ->
         from agentkit.policies.vlm.adapters.idefics3 import Idefics3Adapter
 
         return Idefics3Adapter(arch, model, tokenizer, image_processor)
+    if arch == "llava_onevision":
+        from agentkit.policies.vlm.adapters.llava_onevision import LlavaOnevisionAdapter
+
+        return LlavaOnevisionAdapter(arch, model, tokenizer, image_processor)
     raise ValueError(f"unsupported architecture {arch!r}; supported: {', '.join(SUPPORTED_ARCHS)}")
 
 
