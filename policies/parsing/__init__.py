@@ -13,9 +13,17 @@ Example:
 """
 
 from agentkit.policies.parsing.formats import CoordFormat
-from agentkit.policies.parsing.formatting import format_box, format_point
+from agentkit.policies.parsing.formatting import format_box, format_point, format_tool_call
 from agentkit.policies.parsing.parse import parse_response
 from agentkit.policies.parsing.resize import smart_resize
 from agentkit.policies.parsing.result import ParseResult
 
-__all__ = ["CoordFormat", "ParseResult", "format_box", "format_point", "parse_response", "smart_resize"]
+__all__ = [
+    "CoordFormat",
+    "ParseResult",
+    "format_box",
+    "format_point",
+    "format_tool_call",
+    "parse_response",
+    "smart_resize",
+]

@@ -46,8 +46,10 @@ _UITARS_NAMES = (
     "keydown|keyup|release|type|scroll|wait|finished|call_user|mouse_move|move_to|hover|long_press|open_app|"
     "press_home|press_back"
 )
+UITARS_ACTIONS = frozenset(_UITARS_NAMES.split("|"))
 _CALL_IN_ACTION = re.compile(rf"(?<![\w.])(?P<name>{_UITARS_NAMES})\(")
 _CALL_AT_LINE = re.compile(rf"(?m)^[ \t]*(?P<name>{_UITARS_NAMES})\(")
+_CALL_AT_START = re.compile(rf"\s*(?:{_UITARS_NAMES})\(")
 _ACTION_LABEL = re.compile(r"Action\s*[:：]")
 _KEY = re.compile(r"\s*(\w+)\s*=\s*")
 _COORD_ARGS = {"start_box", "end_box", "point", "start_point", "end_point"}
@@ -189,13 +191,14 @@ def _uitars_call(name: str, args: dict[str, str], ctx: _Context) -> ToolCall | N
 
 
 def extract_uitars(text: str, ctx: _Context) -> str:
-    """UI-TARS ``Thought: ... Action: click(...)``. With an ``Action:`` label only the text after the last
-    label is scanned for calls; without one only calls at the start of a line count (so prose about
-    "click(" is left alone).
+    """UI-TARS ``Thought: ... Action: click(...)``. After an ``Action:`` label every call counts; without
+    one only calls at the start of a line (so prose about "click(" is left alone).
     """
-    labels = list(_ACTION_LABEL.finditer(text))
-    if labels:
-        start = labels[-1].end()
+    # The first "Action:" followed directly by a call (typed content may itself contain "Action:");
+    # with none, calls count only at the start of a line.
+    label = next((m for m in _ACTION_LABEL.finditer(text) if _CALL_AT_START.match(text, m.end())), None)
+    if label is not None:
+        start = label.end()
         pattern = _CALL_IN_ACTION
     else:
         start = 0
@@ -226,8 +229,8 @@ def extract_uitars(text: str, ctx: _Context) -> str:
         pos = end
     out.append(text[pos:])
     result = "".join(out)
-    if labels and not result[start:].strip():
-        result = result[: labels[-1].start()]  # nothing but the calls followed "Action:"
+    if label is not None and not result[start:].strip():
+        result = result[: label.start()]  # nothing but the calls followed "Action:"
     return result
 
 

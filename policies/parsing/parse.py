@@ -37,6 +37,7 @@ _STAGES: tuple[tuple[str, _Stage], ...] = (
 
 
 def _tidy(text: str) -> str:
+    text = re.sub(r"(?:^|\n)[ \t]*Action[ \t]*[:：]\s*$", "", text)  # a label whose actions were all consumed
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     text = re.sub(r"[ \t]{2,}", " ", text)

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import math
 import os
+import string
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agentkit.policies.parsing import CoordFormat, ParseResult, format_box, format_point, parse_response
+from agentkit.policies.parsing import (
+    CoordFormat,
+    ParseResult,
+    format_box,
+    format_point,
+    format_tool_call,
+    parse_response,
+)
 from agentkit.policies.parsing.formatting import PRECISION
-from agentkit.types import Box, Point
+from agentkit.types import Box, Point, ToolCall
 
 # PARSING_MAX_EXAMPLES=5000 for a longer hunt; 300 keeps the suite a few seconds.
 SETTINGS = settings(
@@ -283,3 +291,54 @@ def test_pathological_inputs() -> None:
 @pytest.mark.parametrize("fmt", POINT_FMTS)
 def test_precision_table_covers_every_fixed_scale_format(fmt: CoordFormat) -> None:
     assert fmt.needs_resized_size or fmt in PRECISION
+
+
+# --- tool-call round trips (training targets) ------------------------------------------------------
+
+pt = st.builds(lambda x, y: {"x": x, "y": y}, unit, unit)
+word = st.text(string.ascii_letters + string.digits + "-_+[]/.,;=`", min_size=1, max_size=8)  # key names
+tool_calls = st.one_of(
+    st.builds(
+        lambda n, p: ToolCall(n, {"point": p}), st.sampled_from(["click", "double_click", "right_click", "move"]), pt
+    ),
+    st.builds(lambda s, e: ToolCall("drag", {"start": s, "end": e}), pt, pt),
+    st.builds(lambda t: ToolCall("type", {"text": t}), st.text(max_size=40)),
+    st.builds(lambda k: ToolCall("key", {"keys": k}), st.lists(word, min_size=1, max_size=3)),
+    st.builds(
+        lambda p, d, a: ToolCall("scroll", {"point": p, "direction": d, "amount": a}),
+        pt,
+        st.sampled_from(["up", "down", "left", "right"]),
+        st.integers(1, 50),
+    ),
+    st.builds(lambda s: ToolCall("wait", {"seconds": s}), st.sampled_from([0.5, 1.0, 2.0, 5.0])),
+    st.builds(lambda t: ToolCall("finished", {"text": t}), st.text(min_size=1, max_size=40)),
+    st.builds(lambda p, o: ToolCall("pick", {"object": o, "point": p}), pt, st.text(max_size=10)),
+    st.builds(lambda s, e: ToolCall("push", {"start": s, "end": e}), pt, pt),
+    st.just(ToolCall("home", {})),
+)
+
+
+def assert_same(got: Any, want: Any, tol: float) -> None:
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), (got, want)
+        for k in want:
+            assert_same(got[k], want[k], tol)
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), (got, want)
+        for g, w in zip(got, want, strict=True):
+            assert_same(g, w, tol)
+    elif isinstance(want, float):
+        assert abs(float(got) - want) <= tol, (got, want)
+    else:
+        assert got == want, (got, want)
+
+
+@SETTINGS
+@given(tool_calls, st.sampled_from(POINT_FMTS), sizes, st.sampled_from(["", "Thought: acting now.\nAction: "]))
+def test_tool_call_round_trip(call: ToolCall, fmt: CoordFormat, size: tuple[int, int], prefix: str) -> None:
+    text = format_tool_call(call, fmt, resized_size=size)
+    r = parse_response(prefix + text, fmt, resized_size=size)
+    assert r.errors == [] and len(r.tool_calls) == 1, (text, r)
+    assert r.tool_calls[0].name == call.name, text
+    assert_same(r.tool_calls[0].arguments, call.arguments, tolerance(fmt, size))
+    assert r.text == prefix.split("\n")[0].strip()
