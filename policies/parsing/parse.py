@@ -36,7 +36,12 @@ _STAGES: tuple[tuple[str, _Stage], ...] = (
 )
 
 
+# End-of-turn tokens a decoder keeps when it must keep the grounding tokens (skip_special_tokens=False).
+_END_TOKENS = re.compile(r"<\|(?:im_end|endoftext|eot_id|end)\|>|<end_of_utterance>")
+
+
 def _tidy(text: str) -> str:
+    text = _END_TOKENS.sub("", text)
     text = re.sub(r"(?:^|\n)[ \t]*Action[ \t]*[:：]\s*$", "", text)  # a label whose actions were all consumed
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)

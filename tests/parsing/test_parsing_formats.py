@@ -393,3 +393,9 @@ def test_point_lists_and_boxes_in_tool_arguments():
 def test_error_flood_is_capped():
     r = parse_response("<|box_start|>(2000,1)<|box_end|>" * 100)
     assert len(r.errors) == 33 and r.errors[-1] == "... and 68 more errors"
+
+
+def test_end_of_turn_tokens_are_stripped():
+    r = parse_response("<|object_ref_start|>cup<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|><|im_end|>")
+    assert r.text == "cup" and len(r.boxes) == 1
+    assert parse_response("It is raining.<end_of_utterance>").text == "It is raining."
