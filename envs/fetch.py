@@ -13,6 +13,7 @@ Scene choices (all made by editing the loaded MuJoCo model at runtime, documente
 * the block is coloured blue so it stands out from the grey table and floor;
 * the red target marker (the ``target0`` site) is drawn in colour *and* depth, as if it were a physical
   red ball the camera can see (the physics ignores it);
+* the translucent axes that visualize the mocap target are hidden;
 * the robot's geoms are moved to their own geom group so a "self-filtered" depth image (robot and the
   object it holds hidden, as a real robot's self-filter does) can be rendered for deprojection.
 """
@@ -145,11 +146,36 @@ def _look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
     return quat
 
 
+def _loadable(*names: str) -> bool:
+    import ctypes
+
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
 def ensure_gl_backend() -> str:
-    """Pick the offscreen GL backend before MuJoCo is imported: ``MUJOCO_GL`` if set, else EGL."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    """Pick the offscreen GL backend before MuJoCo is imported.
+
+    ``MUJOCO_GL`` wins if set. Otherwise EGL when ``libEGL`` loads, else OSMesa when ``libOSMesa`` loads
+    (apt ``libosmesa6``). MuJoCo reads the variable once, at import: a process that imported ``mujoco``
+    before this runs keeps whatever backend it got.
+    """
+    if "MUJOCO_GL" not in os.environ:
+        if _loadable("libEGL.so.1", "libEGL.so"):
+            os.environ["MUJOCO_GL"] = "egl"
+        elif _loadable("libOSMesa.so.8", "libOSMesa.so.6", "libOSMesa.so"):
+            os.environ["MUJOCO_GL"] = "osmesa"
+        else:
+            os.environ["MUJOCO_GL"] = "egl"
     if os.environ["MUJOCO_GL"] == "osmesa":
         os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    elif os.environ["MUJOCO_GL"] == "egl":
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     return os.environ["MUJOCO_GL"]
 
 
@@ -196,11 +222,9 @@ class FetchSim:
         try:
             self._renderer = mujoco.Renderer(self.model, self.height, self.width)
         except Exception as e:
-            if backend == "egl":
-                raise SourceError(
-                    f"EGL offscreen rendering failed ({e}); try MUJOCO_GL=osmesa (apt libosmesa6)"
-                ) from None
-            raise SourceError(f"offscreen rendering failed with MUJOCO_GL={backend}: {e}") from None
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            hint = "set MUJOCO_GL=egl (or osmesa, apt libosmesa6) before anything imports mujoco"
+            raise SourceError(f"offscreen rendering failed with MUJOCO_GL={backend} ({first[:120]}); {hint}") from None
         self._opt_full = mujoco.MjvOption()
         self._opt_full.geomgroup[:] = 0
         for g in (0, 1, 2, ROBOT_GROUP):
@@ -230,7 +254,10 @@ class FetchSim:
         self.robot_geoms = []
         for g in range(m.ngeom):
             body = mj.mj_id2name(m, mj.mjtObj.mjOBJ_BODY, m.geom_bodyid[g]) or ""
-            if body.startswith("robot0:"):
+            if body == "robot0:mocap":  # translucent 1 m axes that visualize the mocap target: not a thing
+                m.geom_group[g] = HIDDEN_GROUP
+                m.geom_rgba[g, 3] = 0.0
+            elif body.startswith("robot0:"):
                 m.geom_group[g] = ROBOT_GROUP
                 self.robot_geoms.append(g)
         site = mj.mj_name2id(m, mj.mjtObj.mjOBJ_SITE, "object0")

@@ -33,7 +33,10 @@ def annotate(
         cv2.drawMarker(out, (x, y), c, cv2.MARKER_CROSS, 18, 2)
         cv2.circle(out, (x, y), 10, c, 2)
         label = labels[i] if i < len(labels) else f"p{i}"
-        cv2.putText(out, f"{label} ({p.x:.2f},{p.y:.2f})", (x + 12, y - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1)
+        text = f"{label} ({p.x:.2f},{p.y:.2f})"
+        (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        tx = x + 12 if x + 12 + tw < w * scale else x - 12 - tw  # keep the label on the image
+        cv2.putText(out, text, (tx, max(y - 8, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1, cv2.LINE_AA)
     if lines:
         band = out[: 8 + 18 * len(lines)]
         band[:] = (band * 0.35).astype(np.uint8)  # darken behind the text so it reads on any scene

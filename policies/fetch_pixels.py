@@ -2,7 +2,7 @@
 
 Why: the smallest honest perception-to-action baseline. It reads only ``Frame.image`` (plus the robot's
 ``busy`` flag, which is robot status, not scene state): HSV thresholds and the largest connected blob
-give each object's centroid in normalized image coordinates; the tools ground those points with the
+give each object's innermost pixel in normalized image coordinates; the tools ground those points with the
 robot's depth camera. Before looking it calls ``home`` so the arm does not hide the table.
 """
 
@@ -32,15 +32,23 @@ class Blob:
 
 
 def _largest_blob(mask: np.ndarray) -> Blob | None:
-    n, _, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    """The largest connected blob, located at its innermost pixel.
+
+    The innermost pixel (the maximum of the distance transform) always lies on the object itself, even
+    when something in front of it (the red target marker before the block) cuts the blob: the centroid of
+    such a blob can fall on the occluder.
+    """
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return None
     i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     area = int(stats[i, cv2.CC_STAT_AREA])
     if area < MIN_AREA:
         return None
+    blob = np.pad((labels == i).astype(np.uint8), 1)
+    dist = cv2.distanceTransform(blob, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    cy, cx = np.unravel_index(int(np.argmax(dist)), dist.shape)
     h, w = mask.shape
-    cx, cy = centroids[i]
     return Blob(Point.from_pixels(cx + 0.5, cy + 0.5, w, h), area)
 
 
