@@ -37,7 +37,7 @@ class ScreenSource(Source):
         except ImportError:
             raise SourceError("screen capture needs mss: pip install 'agentkit[screen]'") from None
         try:
-            self._sct = mss.mss()
+            self._sct = mss.MSS() if hasattr(mss, "MSS") else mss.mss()
             monitors = self._sct.monitors
         except Exception as e:  # mss raises ScreenShotError or XError subclasses without a common base
             raise SourceError(f"cannot open the screen (is DISPLAY set?): {e}") from None

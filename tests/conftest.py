@@ -1,0 +1,60 @@
+"""Fixtures shared by every test area: the sample videos and damaged copies of them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
+
+
+def find_video(name: str) -> Path | None:
+    for folder in (REPO / "samples", SHARED_VIDEOS):
+        if (folder / name).exists():
+            return folder / name
+    return None
+
+
+@pytest.fixture(scope="session")
+def people_video() -> Path:
+    path = find_video("one-by-one-person-detection.mp4")
+    if path is None:
+        pytest.skip("one-by-one-person-detection.mp4 not found in samples/ or ../shared/data/videos")
+    return path
+
+
+def cut_clip(src: Path, dst: Path, start_s: float, end_s: float, max_width: int | None = None) -> Path:
+    """Re-encode ``[start_s, end_s]`` of ``src`` into ``dst`` with real decoding and encoding."""
+    from agentkit.envs.video import VideoSource
+    from agentkit.video_io import Mp4Writer
+    import asyncio
+
+    async def go() -> None:
+        src_v = VideoSource(str(src), start_s=start_s, end_s=end_s, max_width=max_width)
+        await src_v.open()
+        w = Mp4Writer(dst, fps=src_v.fps or 10)
+        async for f in src_v.frames():
+            w.write(f.image, f.pts - start_s)
+        w.close()
+        await src_v.close()
+
+    asyncio.run(go())
+    return dst
+
+
+@pytest.fixture(scope="session")
+def short_clip(people_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seconds 0-20 of the people video (the first arrival happens in it)."""
+    return cut_clip(people_video, tmp_path_factory.mktemp("clips") / "short.mp4", 0.0, 20.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(people_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three seconds, downscaled: for source and sink tests that only need real frames."""
+    return cut_clip(people_video, tmp_path_factory.mktemp("clips") / "tiny.mp4", 0.0, 3.0, max_width=192)
