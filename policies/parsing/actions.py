@@ -60,6 +60,7 @@ _UITARS_MAP = {
     "double_click": "double_click",
     "right_single": "right_click",
     "right_click": "right_click",
+    "middle_click": "click",
     "drag": "drag",
     "select": "drag",
     "hotkey": "key",
@@ -147,6 +148,8 @@ def _uitars_call(name: str, args: dict[str, str], ctx: _Context) -> ToolCall | N
             ctx.error(f"{where}no point given; dropped")
             return None
         out = {"point": point_arg(start)}
+        if name == "middle_click":
+            out["button"] = "middle"
     elif tool == "key":
         combo = args.get("key", args.get("hotkey", args.get("press", ""))).strip()
         if not combo:
@@ -180,7 +183,7 @@ def _uitars_call(name: str, args: dict[str, str], ctx: _Context) -> ToolCall | N
                 out = {"seconds": n}
     elif tool == "finished":
         content = args.get("content", "")
-        out = {"text": content} if content else {}
+        out = {"answer": content} if content else {}
     else:  # outside the vocabulary: pass through, coordinates converted
         out = {k: v for k, v in args.items() if k not in _COORD_ARGS}
         if start is not None:
@@ -285,7 +288,7 @@ def _showui_call(d: dict[str, Any], ctx: _Context) -> list[ToolCall] | None:
     if action in ("SWIPE", "SELECT_TEXT") and len(pts) == 2:
         return [ToolCall("drag", {"start": point_arg(pts[0]), "end": point_arg(pts[1])})]
     if action == "ANSWER":
-        return [ToolCall("finished", {"text": value} if value else {})]
+        return [ToolCall("finished", {"answer": value} if value else {})]
     args: dict[str, Any] = {}
     if len(pts) == 1:
         args["point"] = point_arg(pts[0])

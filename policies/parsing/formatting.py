@@ -191,6 +191,8 @@ def _uitars_action(call: ToolCall, f: CoordFormat, resized_size: tuple[int, int]
     key = "start_box" if f is CoordFormat.UI_TARS_V1 else "point"
     a = call.arguments
     name = _uitars_name(call.name)
+    if call.name == "click" and a.get("button") in ("right", "middle"):
+        name, a = ("right_single" if a["button"] == "right" else "middle_click"), {"point": a["point"]}
     parts: list[str] = []
     if call.name == "drag":
         s_key, e_key = ("start_box", "end_box") if f is CoordFormat.UI_TARS_V1 else ("start_point", "end_point")
@@ -200,7 +202,7 @@ def _uitars_action(call: ToolCall, f: CoordFormat, resized_size: tuple[int, int]
     elif call.name == "type":
         parts = [f"content={_quote(str(a.get('text', '')))}"]
     elif call.name == "finished":
-        parts = [f"content={_quote(str(a['text']))}"] if a.get("text") else []
+        parts = [f"content={_quote(str(a['answer']))}"] if a.get("answer") else []
     elif call.name == "wait":
         parts = [f"seconds={a['seconds']!r}"] if "seconds" in a else []
     else:
@@ -226,7 +228,10 @@ def _computer_use(call: ToolCall, resized_size: tuple[int, int] | None) -> str |
 
     cu = {"click": "left_click", "right_click": "right_click", "double_click": "double_click", "move": "mouse_move"}
     if call.name in cu:
-        args: dict[str, object] = {"action": cu[call.name]}
+        action = cu[call.name]
+        if call.name == "click" and a.get("button") in ("right", "middle"):
+            action = f"{a['button']}_click"
+        args: dict[str, object] = {"action": action}
         if "point" in a:
             args["coordinate"] = px(a["point"])
         return _tool_call_json("computer_use", args)
@@ -240,7 +245,7 @@ def _computer_use(call: ToolCall, resized_size: tuple[int, int] | None) -> str |
     if call.name == "key":
         return _tool_call_json("computer_use", {"action": "key", "keys": list(a.get("keys", []))})
     if call.name == "scroll" and a.get("direction") in ("up", "down", "left", "right"):
-        amount = abs(float(a.get("amount", 1)))
+        amount = abs(round(float(a.get("amount", 1))))
         sign = 1 if a["direction"] in ("up", "right") else -1
         args = {"action": "scroll" if a["direction"] in ("up", "down") else "hscroll", "pixels": sign * amount}
         if "point" in a:
@@ -249,9 +254,9 @@ def _computer_use(call: ToolCall, resized_size: tuple[int, int] | None) -> str |
     if call.name == "wait":
         return _tool_call_json("computer_use", {"action": "wait", **({"time": a["seconds"]} if "seconds" in a else {})})
     if call.name == "finished":
-        if a.get("text"):
-            return _tool_call_json("computer_use", {"action": "answer", "text": str(a["text"])})
-        return _tool_call_json("computer_use", {"action": "terminate", "status": str(a.get("status", "success"))})
+        if a.get("answer"):
+            return _tool_call_json("computer_use", {"action": "answer", "text": str(a["answer"])})
+        return _tool_call_json("computer_use", {"action": "terminate", "status": "success"})
     return None
 
 

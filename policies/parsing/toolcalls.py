@@ -41,6 +41,8 @@ POINT_KEYS = frozenset(
         "target",
         "location",
         "point_2d",
+        "point_from",  # agentkit's robot push
+        "point_to",
     }
 )
 BOX_KEYS = frozenset({"box", "bbox", "bbox_2d"})
@@ -52,6 +54,7 @@ _CU_CLICKS = {
     "click": "click",
     "right_click": "right_click",
     "double_click": "double_click",
+    "middle_click": "click",
     "mouse_move": "move",
 }
 
@@ -129,7 +132,10 @@ def _computer_use(args: dict[str, Any], ctx: _Context) -> ToolCall:
 
     if action in _CU_CLICKS:
         p = pt("coordinate")
-        return ToolCall(_CU_CLICKS[action], {"point": p} if p else {})
+        out: dict[str, Any] = {"point": p} if p else {}
+        if action == "middle_click":
+            out["button"] = "middle"
+        return ToolCall(_CU_CLICKS[action], out)
     if action in ("left_click_drag", "swipe"):
         if action == "swipe":  # mobile_use: from coordinate to coordinate2
             start, end = pt("coordinate"), pt("coordinate2")
@@ -160,7 +166,8 @@ def _computer_use(args: dict[str, Any], ctx: _Context) -> ToolCall:
             direction = "up" if pixels > 0 else "down"  # Qwen: positive scrolls up
         else:
             direction = "right" if pixels > 0 else "left"
-        out: dict[str, Any] = {"direction": direction, "amount": abs(pixels)}
+        # OSWorld's Qwen agent runs pyautogui.scroll(pixels): the unit is wheel clicks, i.e. agentkit notches
+        out = {"direction": direction, "amount": round(abs(pixels))}
         p = pt("coordinate")
         if p:
             out["point"] = p
@@ -169,9 +176,10 @@ def _computer_use(args: dict[str, Any], ctx: _Context) -> ToolCall:
         secs = as_number(args.get("time"))
         return ToolCall("wait", {"seconds": secs} if secs is not None and secs >= 0 else {})
     if action == "terminate":
-        return ToolCall("finished", {"status": str(args.get("status", ""))})
+        status = str(args.get("status", "success"))  # "finished" means success; anything else is said
+        return ToolCall("finished", {} if status == "success" else {"answer": status})
     if action == "answer":
-        return ToolCall("finished", {"text": str(args.get("text", ""))})
+        return ToolCall("finished", {"answer": str(args.get("text", ""))})
     rest = {k: v for k, v in args.items() if k != "action"}
     return ToolCall(action, _convert_args(action, rest, native, ctx))
 

@@ -161,7 +161,8 @@ def test_uitars_vocabulary_mapping():
         "scroll(point='<point>500 300</point>', direction='down')": ("scroll", {"point", "direction"}),
         "drag(start_point='<point>100 200</point>', end_point='<point>400 200</point>')": ("drag", {"start", "end"}),
         "wait()": ("wait", set()),
-        "finished(content='The price is $12.')": ("finished", {"text"}),
+        "finished(content='The price is $12.')": ("finished", {"answer"}),
+        "middle_click(point='<point>10 20</point>')": ("click", {"point", "button"}),
     }
     for action, (name, keys) in cases.items():
         r = uitars(action)
@@ -283,9 +284,11 @@ def test_qwen_computer_use_mapping():
     cases = [
         ('{"action": "key", "keys": ["ctrl", "c"]}', "key", {"keys": ["ctrl", "c"]}),
         ('{"action": "type", "text": "hello"}', "type", {"text": "hello"}),
-        ('{"action": "scroll", "pixels": -5}', "scroll", {"direction": "down", "amount": 5.0}),
+        ('{"action": "scroll", "pixels": -5}', "scroll", {"direction": "down", "amount": 5}),
         ('{"action": "wait", "time": 2}', "wait", {"seconds": 2.0}),
-        ('{"action": "terminate", "status": "success"}', "finished", {"status": "success"}),
+        ('{"action": "terminate", "status": "success"}', "finished", {}),
+        ('{"action": "terminate", "status": "failure"}', "finished", {"answer": "failure"}),
+        ('{"action": "answer", "text": "42"}', "finished", {"answer": "42"}),
     ]
     for args, name, expected in cases:
         r = parse_response(tool_call("computer_use", args), resized_size=SIZE)
@@ -399,3 +402,47 @@ def test_end_of_turn_tokens_are_stripped():
     r = parse_response("<|object_ref_start|>cup<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|><|im_end|>")
     assert r.text == "cup" and len(r.boxes) == 1
     assert parse_response("It is raining.<end_of_utterance>").text == "It is raining."
+
+
+def test_calls_validate_against_agentkit_gui_and_robot_schemas():
+    """What the parser emits is what agentkit's tools accept (their pydantic Args, extra fields forbidden)."""
+    gui = pytest.importorskip("agentkit.tools.gui")
+    robot = pytest.importorskip("agentkit.tools.robot")
+    args_of = {
+        "click": gui.ClickArgs,
+        "double_click": gui.PointArgs,
+        "right_click": gui.PointArgs,
+        "move": gui.PointArgs,
+        "type": gui.TypeArgs,
+        "key": gui.KeyArgs,
+        "scroll": gui.ScrollArgs,
+        "drag": gui.DragArgs,
+        "wait": gui.WaitArgs,
+        "finished": gui.FinishedArgs,
+        "pick": robot.PickArgs,
+        "push": robot.PushArgs,
+    }
+    answers = [
+        uitars("click(point='<point>658 364</point>')"),
+        uitars("left_double(point='<point>658 364</point>')"),
+        uitars("right_single(point='<point>658 364</point>')"),
+        uitars("middle_click(point='<point>658 364</point>')"),
+        uitars("type(content='hi\\n')"),
+        uitars("hotkey(key='ctrl c')"),
+        uitars("scroll(point='<point>658 364</point>', direction='up')"),
+        uitars("drag(start_point='<point>1 2</point>', end_point='<point>3 4</point>')"),
+        uitars("wait()"),
+        uitars("finished(content='done')"),
+        parse_response(
+            tool_call("computer_use", '{"action": "scroll", "pixels": 3, "coordinate": [5, 5]}'), resized_size=SIZE
+        ),
+        parse_response(tool_call("computer_use", '{"action": "terminate", "status": "failure"}')),
+        parse_response(tool_call("computer_use", '{"action": "mouse_move", "coordinate": [5, 5]}'), resized_size=SIZE),
+        parse_response("{'action': 'ANSWER', 'value': 'Paris', 'position': None}"),
+        parse_response(tool_call("pick", '{"point": [500, 500]}'), "qwen2_vl"),
+        parse_response(tool_call("push", '{"point_from": [0.1, 0.2], "point_to": [0.3, 0.4]}')),
+    ]
+    for r in answers:
+        assert r.errors == [] and len(r.tool_calls) == 1, r
+        call = r.tool_calls[0]
+        args_of[call.name].model_validate(call.arguments)

@@ -311,9 +311,10 @@ tool_calls = st.one_of(
         st.integers(1, 50),
     ),
     st.builds(lambda s: ToolCall("wait", {"seconds": s}), st.sampled_from([0.5, 1.0, 2.0, 5.0])),
-    st.builds(lambda t: ToolCall("finished", {"text": t}), st.text(min_size=1, max_size=40)),
+    st.builds(lambda t: ToolCall("finished", {"answer": t}), st.text(min_size=1, max_size=40)),
+    st.just(ToolCall("finished", {})),
     st.builds(lambda p, o: ToolCall("pick", {"object": o, "point": p}), pt, st.text(max_size=10)),
-    st.builds(lambda s, e: ToolCall("push", {"start": s, "end": e}), pt, pt),
+    st.builds(lambda s, e: ToolCall("push", {"point_from": s, "point_to": e}), pt, pt),
     st.just(ToolCall("home", {})),
 )
 
