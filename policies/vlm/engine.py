@@ -223,6 +223,37 @@ class StreamSession:
             layer.keys = layer.keys.index_select(-2, idx)
             layer.values = layer.values.index_select(-2, idx)
 
+    # -- snapshots ------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the stream state (cache tensors cloned) that :meth:`restore` can return to."""
+        import copy
+
+        kv = [
+            (layer.keys.clone(), layer.values.clone()) if getattr(layer, "keys", None) is not None else None
+            for layer in self.cache.layers
+        ]
+        return {
+            "kv": kv,
+            "next_pos": self.next_pos,
+            "n_total": self.n_total,
+            "slot_orig": list(self.slot_orig),
+            "slot_seg": list(self.slot_seg),
+            "segments": copy.deepcopy(self.segments),
+            "seg_counter": self._seg_counter,
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Return to a :meth:`snapshot` (the trace is not restored)."""
+        for layer, kv in zip(self.cache.layers, snap["kv"], strict=True):
+            if kv is not None:
+                layer.keys, layer.values = kv[0].clone(), kv[1].clone()
+        import copy
+
+        self.next_pos, self.n_total = snap["next_pos"], snap["n_total"]
+        self.slot_orig, self.slot_seg = list(snap["slot_orig"]), list(snap["slot_seg"])
+        self.segments = copy.deepcopy(snap["segments"])
+        self._seg_counter = snap["seg_counter"]
+
     # -- introspection --------------------------------------------------------------------------------
     def cache_bytes(self) -> int:
         """Bytes held by the cache's key/value tensors."""
