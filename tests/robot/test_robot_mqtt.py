@@ -192,3 +192,31 @@ def test_pixels_episode_against_a_robot_node_in_another_process(broker, tmp_path
         node.terminate()
         node.wait(10)
     assert node.returncode in (0, -15), (tmp_path / "node.log").read_text()[-2000:]
+
+
+def test_unreachable_broker_is_one_clear_error():
+    pytest.importorskip("aiomqtt")
+    from agentkit.envs.mqtt_broker import free_port
+    from agentkit.envs.mqtt_source import MqttSource
+    from agentkit.errors import SourceError
+
+    source = MqttSource(f"mqtt://127.0.0.1:{free_port()}/r1", connect_timeout_s=1.0)
+    with pytest.raises(SourceError, match="cannot reach the MQTT broker"):
+        asyncio.run(source.open())
+
+
+@pytest.mark.robot
+def test_broker_gone_for_good_gives_a_recorded_error_not_a_crash(broker, robot):
+    async def go():
+        node, task, source, box = await _node_and_agent(broker, robot, fps=10)
+        try:
+            assert (await box.run(ToolCall("home", {}))).ok
+            await asyncio.to_thread(broker.stop)
+            box.timeout_s = 1.0
+            lost = await box.run(ToolCall("home", {}))
+            assert not lost.ok and "robot r1: no" in lost.error
+            assert not task.done()  # the node keeps running, waiting for its broker
+        finally:
+            await _close(node, task, source)
+
+    asyncio.run(go())
