@@ -215,3 +215,18 @@ def test_vlm_failures_are_recorded_not_raised(ckpt, tmp_path: Path) -> None:
     pol.adapter.forward = orig
     d = pol.step(_frame(rng, 2))  # the stream restarted cleanly
     assert not d.errors and d.meta["cache_tokens"] > 0
+
+
+def test_vlm_snapshot_restore_replays_identically(ckpt) -> None:
+    pol = make_policy("vlm", model=str(ckpt("smolvlm")), response_threshold=1.0, window_tokens=50)
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        pol.step(_frame(rng, i))
+    snap, pending = pol.session.snapshot(), list(pol._pending)
+    f = _frame(rng, 5)
+    a = pol.step(f).meta
+    pol.step(_frame(rng, 6))
+    pol.session.restore(snap)
+    pol._pending = pending
+    b = pol.step(f).meta
+    assert a["probs"] == b["probs"] and a["cache_tokens"] == b["cache_tokens"] and a["position"] == b["position"]
