@@ -318,3 +318,47 @@ def extract_showui(text: str, ctx: _Context) -> str:
         return ""
 
     return _SHOWUI_DICT.sub(repl, text)
+
+
+# --- OS-Atlas -------------------------------------------------------------------------------------
+
+_OSATLAS = re.compile(
+    r"(?m)^[ \t]*(?P<name>CLICK|LONG_PRESS|TYPE|SCROLL|OPEN_APP|PRESS_BACK|PRESS_HOME|PRESS_RECENT|ENTER|COMPLETE|"
+    r"WAIT|IMPOSSIBLE)\b[ \t]*(?:<point>(?P<point>[^<\n]{0,200})</point>|\[(?P<arg>[^\n]{0,2000})\])?[ \t]*$"
+)
+_OSATLAS_PLAIN = {"ENTER": ("key", {"keys": ["enter"]}), "COMPLETE": ("finished", {}), "WAIT": ("wait", {})}
+
+
+def extract_osatlas(text: str, ctx: _Context) -> str:
+    """OS-Atlas-Pro actions, one per line: ``CLICK <point>[[x, y]]</point>`` (0-1000), ``TYPE [text]``,
+    ``SCROLL [UP]``, ``OPEN_APP [name]``, ``PRESS_BACK``, ``COMPLETE`` ... (upper case at a line start only)."""
+
+    def repl(m: re.Match[str]) -> str:
+        name, arg = m.group("name"), m.group("arg")
+        where = f"{name}: "
+        if name in ("CLICK", "LONG_PRESS"):
+            if m.group("point") is None:
+                ctx.error(f"{where}no <point>[[x, y]]</point>; dropped")
+                return ""
+            p = coord_from_numbers(numbers(m.group("point")), CoordFormat.QWEN2_VL, ctx, where)
+            if p is not None:
+                tool = "click" if name == "CLICK" else "long_press"
+                ctx.result.tool_calls.append(ToolCall(tool, {"point": point_arg(p)}))
+        elif name == "TYPE":
+            ctx.result.tool_calls.append(ToolCall("type", {"text": arg or ""}))
+        elif name == "SCROLL":
+            direction = (arg or "").strip().lower()
+            if direction not in ("up", "down", "left", "right"):
+                ctx.error(f"{where}direction must be UP/DOWN/LEFT/RIGHT, got {arg!r}; dropped")
+            else:
+                ctx.result.tool_calls.append(ToolCall("scroll", {"direction": direction}))
+        elif name == "OPEN_APP":
+            ctx.result.tool_calls.append(ToolCall("open_app", {"name": (arg or "").strip()}))
+        elif name in _OSATLAS_PLAIN:
+            tool, args = _OSATLAS_PLAIN[name]
+            ctx.result.tool_calls.append(ToolCall(tool, dict(args)))
+        else:  # PRESS_BACK, PRESS_HOME, PRESS_RECENT, IMPOSSIBLE
+            ctx.result.tool_calls.append(ToolCall(name.lower(), {}))
+        return ""
+
+    return _OSATLAS.sub(repl, text)

@@ -128,12 +128,14 @@ def extract_point_tags(text: str, ctx: _Context) -> str:
 
     def repl(m: re.Match[str]) -> str:
         nums = numbers(m.group("body"))
+        # OS-Atlas writes <point>[[x, y]]</point> on its 0-1000 grid; UI-TARS writes <point>x y</point> in pixels
+        native = CoordFormat.QWEN2_VL if "[" in m.group("body") else CoordFormat.UI_TARS
         if len(nums) == 2:
-            p = ctx.point(nums, CoordFormat.UI_TARS)
+            p = ctx.point(nums, native)
             if p is not None:
                 ctx.result.points.append(p)
         elif len(nums) == 4:
-            b = ctx.box(nums, CoordFormat.UI_TARS)
+            b = ctx.box(nums, native)
             if b is not None:
                 ctx.result.boxes.append(b)
         else:

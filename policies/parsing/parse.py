@@ -1,9 +1,9 @@
 """``parse_response``: model text -> :class:`ParseResult`, the single entry point of this package.
 
 The extractors run in a fixed order, each consuming its markup so that later ones never re-read it:
-tool calls, UI-TARS actions, ShowUI action dicts, Qwen2.5-VL JSON, Qwen2-VL ``<|box_start|>``, Molmo
-tags, ``<point>``/``<bbox>`` tags, bare ``[x, y]`` lists. Parsing never raises for any text; only bad
-*arguments* (an unknown fmt, a pixel fmt without ``resized_size``) raise ``ValueError``.
+tool calls, UI-TARS actions, ShowUI action dicts, OS-Atlas action lines, Qwen2.5-VL JSON, Qwen2-VL
+``<|box_start|>``, Molmo tags, ``<point>``/``<bbox>`` tags, bare ``[x, y]`` lists. Parsing never raises
+for any text; only bad *arguments* (an unknown fmt, a pixel fmt without ``resized_size``) raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from agentkit.policies.parsing.actions import extract_showui, extract_uitars
+from agentkit.policies.parsing.actions import extract_osatlas, extract_showui, extract_uitars
 from agentkit.policies.parsing.formats import CoordFormat, check_resized_size
 from agentkit.policies.parsing.grounding import (
     extract_lists,
@@ -28,6 +28,7 @@ _STAGES: tuple[tuple[str, _Stage], ...] = (
     ("tool_call", extract_tool_calls),
     ("ui_tars", extract_uitars),
     ("showui", extract_showui),
+    ("os_atlas", extract_osatlas),
     ("qwen2_5_vl", extract_qwen25_json),
     ("qwen2_vl", extract_qwen2_boxes),
     ("molmo", extract_molmo),
@@ -42,7 +43,7 @@ _END_TOKENS = re.compile(r"<\|(?:im_end|endoftext|eot_id|end)\|>|<end_of_utteran
 
 def _tidy(text: str) -> str:
     text = _END_TOKENS.sub("", text)
-    text = re.sub(r"(?:^|\n)[ \t]*Action[ \t]*[:：]\s*$", "", text)  # a label whose actions were all consumed
+    text = re.sub(r"(?:^|\n)[ \t]*(?:[Aa]ctions?)[ \t]*[:：]\s*$", "", text)  # a label whose actions were all consumed
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     text = re.sub(r"[ \t]{2,}", " ", text)

@@ -446,3 +446,23 @@ def test_calls_validate_against_agentkit_gui_and_robot_schemas():
         assert r.errors == [] and len(r.tool_calls) == 1, r
         call = r.tool_calls[0]
         args_of[call.name].model_validate(call.arguments)
+
+
+def test_os_atlas_pro_actions_are_0_1000():
+    r = parse_response("thoughts:\nOpen the search box.\nactions:\nCLICK <point>[[101, 872]]</point>")
+    assert r.errors == [] and r.text == "thoughts:\nOpen the search box."
+    assert r.tool_calls[0].name == "click"
+    approx_arg(r.tool_calls[0].arguments["point"], 0.101, 0.872)
+    r = parse_response("actions:\nTYPE [Shanghai shopping mall]\nSCROLL [UP]\nENTER\nPRESS_BACK\nCOMPLETE")
+    assert [(c.name, c.arguments) for c in r.tool_calls] == [
+        ("type", {"text": "Shanghai shopping mall"}),
+        ("scroll", {"direction": "up"}),
+        ("key", {"keys": ["enter"]}),
+        ("press_back", {}),
+        ("finished", {}),
+    ]
+    r = parse_response("CLICK <point>[[1001, 872]]</point>")
+    assert r.tool_calls == [] and r.errors == ["CLICK: point (1001, 872) outside 0-1000 range"]
+    r = parse_response("Target: <point>[[500, 250]]</point>")  # OS-Atlas grounding: 0-1000, no size needed
+    approx_point(r.points[0], 0.5, 0.25)
+    assert parse_response("Please CLICK the button and TYPE [x] later.").tool_calls == []  # not at a line start

@@ -120,6 +120,10 @@ FRAGMENTS = [
     "wait()",
     "{'action': 'CLICK', 'value': None, ",
     "'position': ",
+    "\nCLICK <point>[[",
+    "]]</point>\n",
+    "\nTYPE [",
+    "\nSCROLL [",
     "None",
     "NaN",
     "Infinity",
@@ -162,7 +166,7 @@ LIST_KIND = 7
 def well_formed(draw: st.DrawFn) -> tuple[int, str]:
     """Syntactically valid markup of every kind with arbitrary (often out-of-range) numbers."""
     a, b, c, d = (_dec(draw(raw_num)) for _ in range(4))
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 10))
     return kind, [
         f"<|box_start|>({a},{b}),({c},{d})<|box_end|>",
         f"<|box_start|>({a},{b})<|box_end|>",
@@ -175,6 +179,7 @@ def well_formed(draw: st.DrawFn) -> tuple[int, str]:
         f'<tool_call>{{"name": "computer_use", "arguments": {{"action": "left_click", "coordinate": [{a}, {b}]}}}}'
         "</tool_call>",
         f'<tool_call>{{"name": "pick", "arguments": {{"point": [{a}, {b}]}}}}</tool_call>',
+        f"actions:\nCLICK <point>[[{a}, {b}]]</point>",
     ][kind]
 
 
