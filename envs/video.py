@@ -129,6 +129,12 @@ class VideoSource(Source):
             seq += 1
         if self.frames_decoded == 0:
             raise SourceError(f"no decodable frames in {self.path}")
+        # A file cut short often decodes cleanly up to the cut: compare with the declared duration.
+        last = pts if self.frames_decoded else 0.0
+        if self.end_s is None and self.duration_s and last < self.duration_s - max(1.0, 0.02 * self.duration_s):
+            raise SourceError(
+                f"truncated video {self.path}: frames end at {last:.1f} s of the declared {self.duration_s:.1f} s"
+            )
 
     async def close(self) -> None:
         if self._container is not None:
