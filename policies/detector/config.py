@@ -26,6 +26,8 @@ class DetectorConfig(BaseModel):
         hog_border_x: the same on the left and right (0: replicated edge columns look like a person).
         hog_every: run the HOG people detector on every N-th frame (always on a frame with fresh motion
             when ``hog_on_motion``); between runs tracks are carried by background-subtraction blobs.
+        hog_max_gap_s: also run HOG whenever this much stream time passed since its last run (frames may
+            arrive sparsely, e.g. behind a motion gate: a person standing still must still be re-detected).
         hog_on_motion: also run HOG on any frame whose foreground fraction exceeds ``motion_fraction``.
         hog_scale: scale step of the HOG image pyramid (smaller: more scales, slower, more recall).
         hog_stride: HOG window stride in pixels (4 or 8).
@@ -72,6 +74,7 @@ class DetectorConfig(BaseModel):
     hog_border: int = Field(32, ge=0, le=256)
     hog_border_x: int = Field(0, ge=0, le=256)
     hog_every: int = Field(2, ge=1, le=100)
+    hog_max_gap_s: float = Field(0.3, gt=0)
     hog_on_motion: bool = False
     hog_scale: float = Field(1.05, gt=1.0, le=2.0)
     hog_stride: int = Field(4, ge=1, le=32)

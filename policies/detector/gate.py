@@ -33,7 +33,7 @@ class MotionGateConfig(BaseModel):
     pixel_threshold: int = Field(20, ge=1, le=255)
     changed_fraction: float = Field(0.005, gt=0.0, le=1.0)
     mean_threshold: float = Field(6.0, gt=0.0)
-    max_interval_s: float | None = Field(2.0, gt=0.0)
+    max_interval_s: float | None = Field(1.0, gt=0.0)
 
 
 class MotionGate:

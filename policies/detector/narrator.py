@@ -123,6 +123,7 @@ class DetectorNarrator(Policy):
         self._tracker.reset()
         self._size: tuple[int, int] | None = None
         self._frames = 0
+        self._last_hog_pts = float("-inf")
         self._moving = False
         self._on_run = 0
         self._off_run = 0
@@ -147,8 +148,14 @@ class DetectorNarrator(Policy):
             if (ww, wh) != (w, h):
                 small = cv2.resize(frame.image, (ww, wh), interpolation=cv2.INTER_AREA)
             motion = self._fg.apply(small)
-            run_hog = self._frames % cfg.hog_every == 0
-            run_hog = run_hog or (cfg.hog_on_motion and motion.fraction >= cfg.motion_fraction)
+            run_hog = (
+                self._frames % cfg.hog_every == 0
+                or frame.pts - self._last_hog_pts >= cfg.hog_max_gap_s  # sparse frames (a gate in front)
+                or frame.pts < self._last_hog_pts
+                or (cfg.hog_on_motion and motion.fraction >= cfg.motion_fraction)
+            )
+            if run_hog:
+                self._last_hog_pts = float(frame.pts)
             dets = self._detect(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)) if run_hog else None
         except cv2.error as e:  # a frame OpenCV cannot process: record it, keep the stream going
             self._frames += 1
