@@ -12,7 +12,9 @@ from agentkit.types import Decision, DecisionKind, Frame
 class ProgressSink(Sink):
     """Shows stream seconds done of ``total_s`` (or a counter for live streams), plus the Response count."""
 
-    def __init__(self, total_s: float | None, *, description: str = "narrating", console: Console | None = None) -> None:
+    def __init__(
+        self, total_s: float | None, *, description: str = "narrating", console: Console | None = None
+    ) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

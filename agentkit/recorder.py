@@ -21,7 +21,9 @@ from agentkit.video_io import Mp4Writer
 class Recorder(Sink):
     """Writes a recording folder. ``frames=False`` keeps only the JSONL files (cheap, for long runs)."""
 
-    def __init__(self, out_dir: str | Path, *, frames: bool = True, fps: float = 10.0, meta: dict[str, Any] | None = None):
+    def __init__(
+        self, out_dir: str | Path, *, frames: bool = True, fps: float = 10.0, meta: dict[str, Any] | None = None
+    ):
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.decisions = JsonlWriter(self.dir / "decisions.jsonl")

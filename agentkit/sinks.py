@@ -34,7 +34,7 @@ class JsonlWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8")
         self.lines = 0
 
     def write(self, obj: dict[str, Any]) -> None:

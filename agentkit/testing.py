@@ -114,7 +114,9 @@ def run_stream(
     tools = list(tools)
 
     async def main() -> RunSummary:
-        loop = StreamLoop(source, policy, toolbox=ToolBox(tools) if tools else None, sinks=[sink], gate=gate, config=config)
+        loop = StreamLoop(
+            source, policy, toolbox=ToolBox(tools) if tools else None, sinks=[sink], gate=gate, config=config
+        )
         side = asyncio.create_task(during(loop)) if during is not None else None
         summary = await loop.run()
         if side is not None:

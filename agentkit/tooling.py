@@ -59,7 +59,10 @@ class Tool(abc.ABC):
         """The OpenAI / Qwen function-calling schema of this tool."""
         params = cls.Args.model_json_schema()
         params.pop("title", None)
-        return {"type": "function", "function": {"name": cls.name, "description": cls.description, "parameters": params}}
+        return {
+            "type": "function",
+            "function": {"name": cls.name, "description": cls.description, "parameters": params},
+        }
 
 
 def _one_line(err: ValidationError) -> str:

@@ -46,7 +46,7 @@ def build_sinks(cfg: NarratorConfig, source: Source, progress: bool) -> list[Sin
     return sinks
 
 
-def build_policy(cfg: NarratorConfig):  # noqa: ANN201 - returns the registered Policy subclass
+def build_policy(cfg: NarratorConfig):
     kwargs: dict[str, Any] = dict(cfg.policy_args)
     if cfg.model is not None:
         kwargs["model"] = cfg.model

@@ -81,7 +81,9 @@ class CameraSource(Source):
     async def _reconnect(self) -> None:
         delay = self.backoff_s
         for attempt in range(1, self.max_retries + 1):
-            log.warning("%s lost; reconnecting (attempt %d/%d) in %.1fs", self._describe(), attempt, self.max_retries, delay)
+            log.warning(
+                "%s lost; reconnecting (attempt %d/%d) in %.1fs", self._describe(), attempt, self.max_retries, delay
+            )
             await asyncio.sleep(delay)
             self._cap = await asyncio.to_thread(self._open_blocking)
             if self._cap is not None:

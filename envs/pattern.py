@@ -61,6 +61,12 @@ class TestPatternSource(Source):
                 delay = t0 + seq / self.fps - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            yield Frame(pattern_image(seq, self.width, self.height, self.fps), time.monotonic(), seq / self.fps, seq, "test-pattern")
+            yield Frame(
+                pattern_image(seq, self.width, self.height, self.fps),
+                time.monotonic(),
+                seq / self.fps,
+                seq,
+                "test-pattern",
+            )
             if not self.realtime:
                 await asyncio.sleep(0)

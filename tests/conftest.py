@@ -31,9 +31,10 @@ def people_video() -> Path:
 
 def cut_clip(src: Path, dst: Path, start_s: float, end_s: float, max_width: int | None = None) -> Path:
     """Re-encode ``[start_s, end_s]`` of ``src`` into ``dst`` with real decoding and encoding."""
+    import asyncio
+
     from agentkit.envs.video import VideoSource
     from agentkit.video_io import Mp4Writer
-    import asyncio
 
     async def go() -> None:
         src_v = VideoSource(str(src), start_s=start_s, end_s=end_s, max_width=max_width)

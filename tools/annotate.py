@@ -24,7 +24,9 @@ _COLORS = {  # RGB
 }
 
 
-def draw_decision(image: np.ndarray, decision: Decision, caption: str | None = None, actions: list[str] | None = None) -> np.ndarray:
+def draw_decision(
+    image: np.ndarray, decision: Decision, caption: str | None = None, actions: list[str] | None = None
+) -> np.ndarray:
     """Return a copy of ``image`` with ``decision`` drawn on it (boxes, points, badge, caption)."""
     img = image.copy()
     h, w = img.shape[:2]
@@ -35,7 +37,9 @@ def draw_decision(image: np.ndarray, decision: Decision, caption: str | None = N
         x1, y1, x2, y2 = box.to_pixels(w, h)
         cv2.rectangle(img, (x1, y1), (x2, y2), (0, 220, 255), thick)
         if box.label:
-            cv2.putText(img, box.label, (x1 + 2, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (0, 220, 255), thick)
+            cv2.putText(
+                img, box.label, (x1 + 2, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (0, 220, 255), thick
+            )
     for p in decision.points:
         cv2.drawMarker(img, p.to_pixels(w, h), (255, 0, 0), cv2.MARKER_CROSS, int(18 * scale), thick + 1)
     for call in decision.tool_calls:
@@ -63,14 +67,25 @@ def draw_decision(image: np.ndarray, decision: Decision, caption: str | None = N
         cv2.rectangle(overlay, (0, top - 6), (w, h), (0, 0, 0), -1)
         img = cv2.addWeighted(overlay, 0.55, img, 0.45, 0)
         for i, line in enumerate(lines):
-            cv2.putText(img, line, (10, top + lh * (i + 1) - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                img,
+                line,
+                (10, top + lh * (i + 1) - 6),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.6 * scale,
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
+            )
     return img
 
 
 class AnnotatedVideoSink(Sink):
     """Writes every processed frame with its decision drawn; captions stay up for ``hold_s`` seconds."""
 
-    def __init__(self, path: str | Path, *, fps: float = 10.0, hold_s: float = 3.0, max_width: int | None = 960) -> None:
+    def __init__(
+        self, path: str | Path, *, fps: float = 10.0, hold_s: float = 3.0, max_width: int | None = 960
+    ) -> None:
         self.video = Mp4Writer(path, fps=fps)
         self.hold_s = hold_s
         self.max_width = max_width

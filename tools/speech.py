@@ -50,7 +50,9 @@ def can_play_audio() -> bool:
 class SpeechSink(Sink):
     """Speaks each Response: ``speech/NNNN.wav`` per utterance, ``narration.wav`` on the stream timeline."""
 
-    def __init__(self, out_dir: str | Path, *, voice: str = "en", rate_wpm: int = 175, play: bool | None = None) -> None:
+    def __init__(
+        self, out_dir: str | Path, *, voice: str = "en", rate_wpm: int = 175, play: bool | None = None
+    ) -> None:
         espeak_binary()  # fail early, with the install hint
         self.dir = Path(out_dir)
         (self.dir / "speech").mkdir(parents=True, exist_ok=True)

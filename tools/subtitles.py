@@ -32,7 +32,7 @@ class SubtitleSink(Sink):
             raise ValueError(f"subtitle format must be srt or vtt, got {self.fmt!r}")
         self.hold_s, self.min_s = hold_s, min_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8")
         if self.fmt == "vtt":
             self._f.write("WEBVTT\n\n")
             self._f.flush()

@@ -13,9 +13,13 @@ from agentkit.commands.common import fail, run_guarded
 
 @app.command()
 def narrate(
-    source: str = typer.Argument(None, help="Video file, URL, camera:N, screen, test-pattern, mqtt://host/name or a recording folder."),
+    source: str = typer.Argument(
+        None, help="Video file, URL, camera:N, screen, test-pattern, mqtt://host/name or a recording folder."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default runs/narrate)."),
-    realtime: bool = typer.Option(None, "--realtime/--no-realtime", help="Pace a file to its stream clock (lossy, like a camera)."),
+    realtime: bool = typer.Option(
+        None, "--realtime/--no-realtime", help="Pace a file to its stream clock (lossy, like a camera)."
+    ),
     tts: bool = typer.Option(None, "--tts/--no-tts", help="Speak Responses with espeak-ng."),
     policy: str = typer.Option(None, "--policy", "-p", help="Policy name (detector, vlm, ...)."),
     model: str = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (for --policy vlm)."),
@@ -27,13 +31,21 @@ def narrate(
     progress: bool = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
 ) -> None:
     """Narrate a stream: decisions.jsonl, narration.srt/.vtt, annotated.mp4, metrics.json in --out."""
+
     def run() -> int:
         from agentkit.apps.narrator import run_narrator
         from agentkit.config import NarratorConfig, load_config, load_yaml
 
         overrides = {
-            "source": source, "out": out, "realtime": realtime, "tts": tts, "policy": policy, "model": model,
-            "gate": gate, "max_frames": max_frames, "duration_s": duration,
+            "source": source,
+            "out": out,
+            "realtime": realtime,
+            "tts": tts,
+            "policy": policy,
+            "model": model,
+            "gate": gate,
+            "max_frames": max_frames,
+            "duration_s": duration,
         }
         if record is not None:
             outputs = dict(load_yaml(config).get("outputs", {})) if config else {}

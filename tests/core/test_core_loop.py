@@ -87,12 +87,12 @@ def test_tool_calls_run_as_tasks_while_frames_keep_streaming_and_instruct_cancel
         return Decision.silence()
 
     async def interrupt(loop):
-        while loop.metrics.processed < 10:
+        while loop.metrics.processed < 10:  # noqa: ASYNC110 - polling a counter the loop owns
             await asyncio.sleep(0.01)
         loop.instruct("stop that, new task")
 
     t0 = time.monotonic()
-    summary, sink = run_stream(ListSource(40, fps=100), ScriptedPolicy(decide), tools=[tool], during=interrupt)
+    summary, _sink = run_stream(ListSource(40, fps=100), ScriptedPolicy(decide), tools=[tool], during=interrupt)
     assert time.monotonic() - t0 < 10  # the 30 s action did not block the stream or the end of the run
     assert tool.started == 1 and tool.cancelled == 1
     assert summary.metrics["processed"] >= 10  # frames kept flowing while the action ran
@@ -102,7 +102,11 @@ def test_invalid_tool_calls_become_recorded_errors():
     tool = SleepTool()
 
     def decide(frame):
-        calls = {0: [ToolCall("sleep", {"seconds": "soon"})], 1: [ToolCall("fly", {})], 2: [ToolCall("sleep", {"seconds": 0})]}
+        calls = {
+            0: [ToolCall("sleep", {"seconds": "soon"})],
+            1: [ToolCall("fly", {})],
+            2: [ToolCall("sleep", {"seconds": 0})],
+        }
         return Decision.response(tool_calls=calls[frame.seq]) if frame.seq in calls else Decision.silence()
 
     summary, sink = run_stream(ListSource(5), ScriptedPolicy(decide), tools=[tool])

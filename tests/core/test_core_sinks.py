@@ -29,7 +29,10 @@ def feed(sink, script):
 @pytest.mark.parametrize("fmt", ["srt", "vtt"])
 def test_subtitles_cues_end_at_next_response_or_hold(tmp_path, fmt):
     path = tmp_path / f"n.{fmt}"
-    feed(SubtitleSink(path, hold_s=4), [(0.0, None), (1.0, "A person arrived."), (2.5, "A person left."), (3.0, None), (9.0, "Motion started.")])
+    feed(
+        SubtitleSink(path, hold_s=4),
+        [(0.0, None), (1.0, "A person arrived."), (2.5, "A person left."), (3.0, None), (9.0, "Motion started.")],
+    )
     cues = read_cues(path)
     assert cues == [(1.0, 2.5, "A person arrived."), (2.5, 6.5, "A person left."), (9.0, 13.0, "Motion started.")]
     text = path.read_text()

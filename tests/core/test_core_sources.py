@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 import os
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ def test_video_decodes_rgb_frames_with_stream_times(tiny_clip):
     assert 25 <= len(frames) <= 32
     assert frames[0].image.dtype == np.uint8 and frames[0].image.shape[2] == 3
     pts = [f.pts for f in frames]
-    assert pts[0] == 0.0 and all(b > a for a, b in zip(pts, pts[1:], strict=False))
+    assert pts[0] == 0.0 and all(b > a for a, b in itertools.pairwise(pts))
     assert [f.seq for f in frames] == list(range(len(frames)))
 
 
@@ -52,7 +53,7 @@ def test_missing_and_directory_sources_raise_clear_errors(tmp_path):
 def test_corrupt_file_raises_source_error(tmp_path):
     bad = tmp_path / "corrupt.mp4"
     bad.write_bytes(os.urandom(50_000))
-    with pytest.raises(SourceError, match="cannot open|corrupt|no decodable"):
+    with pytest.raises(SourceError, match=r"cannot open|corrupt|no decodable"):
         asyncio.run(collect(open_source(str(bad))))
 
 
@@ -158,7 +159,9 @@ def test_test_pattern_moves():
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb not installed")
 def test_screen_source_on_xvfb(monkeypatch):
     display = ":87"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "320x200x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "320x200x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL
+    )
     try:
         for _ in range(50):
             if os.path.exists(f"/tmp/.X11-unix/X{display[1:]}"):
