@@ -180,14 +180,21 @@ async def evaluate(cfg: EvalConfig, on_episode: Callable[[Any], None] | None = N
         "episodes": [r.to_dict() for r in results],
     }
     if rtt:
-        report["overall"]["frame_to_action_ms"] = {
-            "p50": round(float(np.percentile(rtt, 50)), 2),
-            "p95": round(float(np.percentile(rtt, 95)), 2),
-            "n": len(rtt),
-        }
+        report["overall"]["frame_to_action_ms"] = _percentiles(rtt)
+    transit = getattr(backend, "transit_ms", None)
+    if transit:
+        report["overall"]["frame_transit_ms"] = _percentiles(transit)
     if cfg.record:
         (cfg.record / "eval.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(float(np.percentile(values, 50)), 2),
+        "p95": round(float(np.percentile(values, 95)), 2),
+        "n": len(values),
+    }
 
 
 def _first_rtt(call: dict[str, Any]) -> bool:

@@ -84,6 +84,7 @@ class MqttBackend:
     def __init__(self, link: RobotLink, toolbox: ToolBox, timeout_s: float = 10.0) -> None:
         self.link, self.toolbox, self.timeout_s = link, toolbox, timeout_s
         self.episode: int | None = None
+        self.transit_ms: list[float] = []  # node publish -> agent receive, of the frames handed out
 
     async def reset(self, seed: int) -> None:
         out = await self.link.control("reset", timeout_s=self.timeout_s, seed=seed)
@@ -93,6 +94,8 @@ class MqttBackend:
         while True:  # frames of the previous episode may still be in flight: skip them
             frame = await asyncio.wait_for(self.link.next_frame(), self.timeout_s)
             if frame.meta.get("episode") == self.episode:
+                if "transit_ms" in frame.meta:
+                    self.transit_ms.append(float(frame.meta["transit_ms"]))
                 return frame
 
     async def outcome(self) -> tuple[bool, int]:

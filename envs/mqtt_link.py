@@ -144,6 +144,7 @@ class RobotLink:
         seq = int(header["seq"])
         meta = {k: header[k] for k in ("episode", "busy", "actions", "steps", "session") if k in header}
         meta["remote_t"] = float(header["t"])
+        meta["transit_ms"] = round((time.time() - float(header["t"])) * 1e3, 3)  # node publish -> received
         if self.privileged and self.state is not None and self.state.get("seq") == seq:
             meta["state"] = self.state
         elif self.privileged and self.state is not None:
