@@ -75,6 +75,7 @@ def bench_detector(
     start: float = typer.Option(0.0, "--start", help="First second of the video to process."),
     end: float = typer.Option(None, "--end", help="Last second of the video to process."),
     threads: int = typer.Option(None, "--threads", help="cv2.setNumThreads for this run (default: OpenCV's)."),
+    sheet: Path = typer.Option(None, "--sheet", help="Also save a PNG contact sheet of the Response frames."),
     option: list[str] = typer.Option(
         None, "--set", help="Detector setting, e.g. --set hog_every=3 (JSON values; repeatable)."
     ),
@@ -105,7 +106,17 @@ def bench_detector(
         label_set = load_labels(labels) if labels is not None else None
         policy = make_policy("detector", **overrides)
         out.mkdir(parents=True, exist_ok=True)
-        decisions, stats = replay_video(policy, video, out / "decisions.jsonl", start_s=start, end_s=end)
+        thumbs = []
+
+        def keep(frame, decision) -> None:
+            if sheet is not None and decision.kind.value == "response":
+                from agentkit.policies.detector.sheet import event_thumbnail
+
+                thumbs.append(event_thumbnail(frame, decision))
+
+        decisions, stats = replay_video(
+            policy, video, out / "decisions.jsonl", start_s=start, end_s=end, on_decision=keep
+        )
         console = Console()
         console.print(
             f"{stats.frames} frames ({stats.stream_s:.1f} s of video) in {stats.wall_s:.2f} s wall = "
@@ -143,6 +154,11 @@ def bench_detector(
             result = match_events(events, responses)
             _print_match(result, f"{video.name} vs {labels.name if labels else ''}")
             report["evaluation"] = result.to_dict()
+        if sheet is not None and thumbs:
+            from agentkit.policies.detector.sheet import contact_sheet, save_png
+
+            save_png(sheet, contact_sheet(thumbs, cols=4))
+            console.print(f"wrote {sheet} ({sheet.stat().st_size // 1024} KB, {len(thumbs)} events)")
         (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         console.print(f"wrote {out / 'decisions.jsonl'} and {out / 'bench.json'}")
         return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,8 +84,13 @@ def replay_video(
     out_jsonl: str | Path | None = None,
     start_s: float = 0.0,
     end_s: float | None = None,
+    on_decision: Callable[[Frame, Decision], None] | None = None,
 ) -> tuple[list[Decision], ReplayStats]:
-    """Step ``policy`` over every frame of ``path``; optionally write one decision per line to ``out_jsonl``."""
+    """Step ``policy`` over every frame of ``path``; optionally write one decision per line to ``out_jsonl``.
+
+    ``on_decision(frame, decision)`` is called after each step (e.g. to keep thumbnails of Responses);
+    its time counts in the measured wall time.
+    """
     policy.reset()
     decisions: list[Decision] = []
     step_ms: list[float] = []
@@ -101,6 +106,8 @@ def replay_video(
             d = policy.step(frame)
             step_ms.append((time.perf_counter() - s0) * 1000)
             decisions.append(d)
+            if on_decision is not None:
+                on_decision(frame, d)
             if fh is not None:
                 fh.write(json.dumps(d.to_dict()) + "\n")
             first_pts = frame.pts if first_pts is None else first_pts
