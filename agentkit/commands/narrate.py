@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from agentkit.commands import app
+from agentkit.commands import app, bench_app
 from agentkit.commands.common import fail, run_guarded
 
 
@@ -97,3 +97,41 @@ def _print_summary(m: dict, out: Path) -> None:
         f"real-time factor {rtf}x -> {out}",
         markup=False,
     )
+
+
+@bench_app.command("narrate")
+def bench_narrate(
+    source: str = typer.Argument("samples/one-by-one-person-detection.mp4", help="A video file."),
+    policy: str = typer.Option("detector", "--policy", "-p"),
+    realtime: bool = typer.Option(True, "--realtime/--no-realtime", help="Also run paced to the stream clock."),
+    json_out: Path = typer.Option(None, "--json", help="Write the figures here."),
+    out: Path = typer.Option(Path("runs/bench-narrate"), "--out", "-o"),
+) -> None:
+    """Throughput (as fast as possible) and live latency (--realtime) of a narration run, in one go."""
+
+    def run() -> int:
+        import json as _json
+
+        from agentkit.apps.narrator import run_narrator
+        from agentkit.config import NarratorConfig
+
+        result: dict = {"source": source, "policy": policy}
+        modes = [("offline", False)] + ([("realtime", True)] if realtime else [])
+        for mode, rt in modes:
+            cfg = NarratorConfig(source=source, policy=policy, realtime=rt, out=out / mode)
+            summary = asyncio.run(run_narrator(cfg, progress=True))
+            if summary.error:
+                fail(summary.error)
+            m = summary.metrics
+            keep = ("frames_in", "processed", "dropped", "wall_s", "stream_s", "real_time_factor", "latency_ms")
+            result[mode] = {k: m[k] for k in keep} | {
+                k: m[k] for k in ("latency_ms_first_minute", "latency_ms_last_minute") if k in m
+            }
+        text = _json.dumps(result, indent=2)
+        typer.echo(text)
+        if json_out:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(text)
+        return 0
+
+    run_guarded(run)
