@@ -41,6 +41,7 @@ BLOCK_RGBA = (0.10, 0.25, 0.95, 1.0)
 TABLE_TOP_Z = 0.40  # top of table0 (centre z 0.2 + half height 0.2)
 OBJECT_HALF = 0.025  # half edge of the block
 SUCCESS_DISTANCE = 0.05  # gymnasium-robotics distance_threshold
+HOME_POS = np.array([1.05, 0.75, 0.72])  # gripper pulled back and up: clears the camera's view of the table
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,11 @@ class FetchSim:
         >>> xyz = sim.camera.deproject(Point(0.5, 0.5), float(depth[120, 160]))
     """
 
+    name = "fetch"
+    table_top_z = TABLE_TOP_Z
+    object_half = OBJECT_HALF
+    home_pos = HOME_POS
+
     def __init__(
         self,
         width: int = 320,
@@ -313,7 +319,7 @@ class FetchSim:
     def is_grasped(self) -> bool:
         """The block sits between nearly closed fingers (used to self-filter the held object)."""
         close = np.linalg.norm(self.object_pos - self.grip_pos) < 0.03
-        return bool(close and self.finger_width < 2 * OBJECT_HALF + 0.01)
+        return bool(close and self.finger_width < 2 * self.object_half + 0.01)
 
     def state(self) -> dict[str, Any]:
         """Privileged state as JSON-able floats (what an expert reads and the node publishes)."""
@@ -325,10 +331,16 @@ class FetchSim:
             "finger_width": round(self.finger_width, 5),
             "object_pos": self.object_pos.round(5).tolist(),
             "target_pos": self.target_pos.round(5).tolist(),
+            "object_half": self.object_half,
             "success": self.is_success(),
         }
 
     # -- camera ------------------------------------------------------------------------------------
+    @property
+    def dt(self) -> float:
+        """Seconds of simulated time per control step."""
+        return float(self.env.dt)
+
     @property
     def camera(self) -> PinholeCamera:
         R = self.data.cam_xmat[self.cam_id].reshape(3, 3).copy()

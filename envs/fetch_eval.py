@@ -69,7 +69,7 @@ class LocalBackend:
         sim = self.robot.sim
         rgb, _ = sim.render(depth=False)
         self._seq += 1
-        pts = sim.steps * sim.env.dt
+        pts = sim.steps * sim.dt
         return Frame(
             rgb, t=time.monotonic(), pts=pts, seq=self._seq, source="fetch", meta=self.robot.meta(self.privileged)
         )

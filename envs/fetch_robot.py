@@ -19,17 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from agentkit.envs.fetch import OBJECT_HALF, TABLE_TOP_Z, FetchSim
+from agentkit.envs.fetch import FetchSim
 from agentkit.errors import ToolError
 from agentkit.types import Point
 
-HOME_POS = np.array([1.05, 0.75, 0.72])  # gripper pulled back and up: clears the camera's view of the table
-GRIPPER_MIN_Z = TABLE_TOP_Z + 0.012  # fingertips above the table top
+GRIPPER_CLEARANCE = 0.012  # the gripper site stays this far above the table top
 GAIN = 12.0  # action per metre of error (an action of 1 moves the mocap 5 cm)
 OPEN, CLOSE = 1.0, -1.0
 GRASP_MIN_WIDTH = 0.015  # fingers closed on something, not on air
 APPROACH_HEIGHT = 0.10
-PUT_DOWN_BAND = 2 * OBJECT_HALF + 0.012  # a surface point this close above the table is "on the table"
 
 Steps = Generator[None, None, Any]
 
@@ -82,7 +80,7 @@ class FetchRobot:
             try:
                 n = 0
                 t0 = time.monotonic()
-                period = self.sim.env.dt / self.realtime if self.realtime > 0 else 0.0
+                period = self.sim.dt / self.realtime if self.realtime > 0 else 0.0
                 while True:
                     try:
                         next(gen)
@@ -126,10 +124,9 @@ class FetchRobot:
         """Closed-loop move of the gripper to ``target`` (checked against the workspace)."""
         target = np.asarray(target, dtype=float)
         self.sim.workspace.check(target)
-        if target[2] < GRIPPER_MIN_Z:
-            raise ToolError(
-                f"gripper target z={target[2]:.3f} m is below the safe height {GRIPPER_MIN_Z:.3f} m above the table"
-            )
+        min_z = self.sim.table_top_z + GRIPPER_CLEARANCE
+        if target[2] < min_z:
+            raise ToolError(f"gripper target z={target[2]:.3f} m is below the safe height {min_z:.3f} m")
         budget = max_steps or self.move_steps
         for _ in range(budget):
             err = target - self.sim.grip_pos
@@ -158,7 +155,7 @@ class FetchRobot:
 
     def home(self) -> Steps:
         """Retract to the home pose, clear of the camera's view of the table."""
-        out = yield from self.move(HOME_POS, tol=0.02)
+        out = yield from self.move(self.sim.home_pos, tol=0.02)
         return out
 
     def open_gripper(self) -> Steps:
@@ -171,10 +168,11 @@ class FetchRobot:
         """Grasp the object whose visible surface is at ``surface`` and lift it."""
         surface = np.asarray(surface, dtype=float)
         self.sim.workspace.check(surface, "pick point")
-        height = surface[2] - TABLE_TOP_Z
+        table = self.sim.table_top_z
+        height = surface[2] - table
         grasp = surface.copy()
         grasp[2] = surface[2] - min(0.02, max(height, 0.0) / 2)
-        grasp[2] = max(grasp[2], TABLE_TOP_Z + 0.015)
+        grasp[2] = max(grasp[2], table + 0.015)
         above = _up(grasp, APPROACH_HEIGHT)
         self.sim.workspace.check(above, "approach point")
         yield from self.gripper(OPEN, steps=4)
@@ -189,7 +187,7 @@ class FetchRobot:
     def place(self, surface: np.ndarray, release: bool | None = None) -> Steps:
         """Bring the held object to ``surface``: put it down on a support, or hold it at a point in the air.
 
-        A surface point within ``PUT_DOWN_BAND`` of the table top is a support: the object's centre goes
+        A surface point less than one object height (+1.2 cm) above the table top is a support: the object's centre goes
         half its height above the table and the gripper opens. Any higher point is a point in space: the
         object is held there (opening would drop it), unless ``release`` says otherwise.
         """
@@ -197,10 +195,11 @@ class FetchRobot:
         self.sim.workspace.check(surface, "place point")
         if not self.holding():
             raise ToolError("place: the gripper is not holding anything (pick first)")
-        on_table = surface[2] < TABLE_TOP_Z + PUT_DOWN_BAND
+        table, half = self.sim.table_top_z, self.sim.object_half
+        on_table = surface[2] < table + 2 * half + 0.012
         goal = surface.copy()
         if on_table:
-            goal[2] = TABLE_TOP_Z + OBJECT_HALF + 0.003
+            goal[2] = table + half + 0.003
         do_release = on_table if release is None else release
         above = _up(goal, APPROACH_HEIGHT if on_table else 0.0)
         above[2] = max(above[2], self.sim.grip_pos[2])
@@ -221,9 +220,10 @@ class FetchRobot:
         if np.linalg.norm(d) < 1e-3:
             raise ToolError("push: start and end are the same point")
         u = d / np.linalg.norm(d)
-        z = TABLE_TOP_Z + OBJECT_HALF
-        behind = np.array([*(start[:2] - u * (OBJECT_HALF + 0.03)), z])
-        stop = np.array([*(end[:2] - u * (OBJECT_HALF + 0.01)), z])
+        half = self.sim.object_half
+        z = self.sim.table_top_z + half
+        behind = np.array([*(start[:2] - u * (half + 0.03)), z])
+        stop = np.array([*(end[:2] - u * (half + 0.01)), z])
         yield from self.gripper(CLOSE, steps=4)
         yield from self.move(_up(behind, APPROACH_HEIGHT), tol=0.02)
         yield from self.move(behind)

@@ -47,7 +47,7 @@ class FetchExpertPolicy(PlanPolicy):
         if state.get("finger_width", 0.0) > 0.015 and np.linalg.norm(obj - state["grip_pos"]) < 0.03:
             calls.append(ToolCall("place", {"xyz": goal.round(4).tolist()}))
         else:
-            top = obj + np.array([0.0, 0.0, OBJECT_HALF])
+            top = obj + np.array([0.0, 0.0, float(state.get("object_half", OBJECT_HALF))])
             calls += [
                 ToolCall("pick", {"xyz": top.round(4).tolist()}),
                 ToolCall("place", {"xyz": goal.round(4).tolist()}),
