@@ -66,6 +66,7 @@ class EvalConfig:
     width: int = 320
     height: int = 240
     timeout_s: float = 30.0
+    env: str = "fetch"
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -118,11 +119,11 @@ async def evaluate(cfg: EvalConfig, on_episode: Callable[[Any], None] | None = N
             await source.link.wait_online(cfg.timeout_s)
             backend: Any = MqttBackend(source.link, MqttToolBox(source.link, timeout_s=cfg.timeout_s))
         else:
-            from agentkit.envs.fetch import FetchSim
             from agentkit.envs.fetch_robot import FetchRobot
+            from agentkit.envs.robot_sims import make_sim
             from agentkit.tools.robot import robot_toolbox
 
-            sim = FetchSim(cfg.width, cfg.height)
+            sim = make_sim(cfg.env, cfg.width, cfg.height)
             closers.append(sim.close)
             robot = FetchRobot(sim)
             backend = LocalBackend(robot, robot_toolbox(robot, timeout_s=cfg.timeout_s), privileged=privileged)
@@ -171,6 +172,7 @@ async def evaluate(cfg: EvalConfig, on_episode: Callable[[Any], None] | None = N
         "overall": summarize(results),
         "config": {
             "policy": POLICIES.get(cfg.policy, cfg.policy),
+            "env": cfg.env if not cfg.node else None,
             "episodes": cfg.episodes,
             "seed": cfg.seed,
             "max_steps": cfg.max_steps,
@@ -246,6 +248,7 @@ class LiveConfig:
     record: Path | None = None
     model: str | None = None
     realtime: float = 1.0  # simulation speed relative to wall time (0: as fast as possible)
+    env: str = "fetch"
 
 
 async def run_live(cfg: LiveConfig, sinks: list[Any] | None = None) -> dict[str, Any]:
@@ -272,12 +275,12 @@ async def run_live(cfg: LiveConfig, sinks: list[Any] | None = None) -> dict[str,
 
         opened = True
     else:
-        from agentkit.envs.fetch import FetchSim
         from agentkit.envs.fetch_robot import FetchRobot
         from agentkit.envs.fetch_source import FetchSource
+        from agentkit.envs.robot_sims import make_sim
         from agentkit.tools.robot import robot_toolbox
 
-        sim = FetchSim()
+        sim = make_sim(cfg.env)
         closers.append(sim.close)
         robot = FetchRobot(sim, realtime=cfg.realtime)
         robot.reset(seed=cfg.seed)
@@ -351,12 +354,13 @@ async def serve_node(
     height: int = 240,
     realtime: float = 1.0,
     stop: asyncio.Event | None = None,
+    env: str = "fetch",
 ) -> None:
-    """Run a Fetch robot node on ``broker`` until cancelled (or ``stop`` is set)."""
-    from agentkit.envs.fetch import FetchSim
+    """Run a robot node (``fetch`` or ``panda``) on ``broker`` until cancelled (or ``stop`` is set)."""
     from agentkit.envs.fetch_robot import FetchRobot
     from agentkit.envs.mqtt_node import RobotNode
     from agentkit.envs.mqtt_wire import parse_spec
+    from agentkit.envs.robot_sims import make_sim
     from agentkit.tools.robot import robot_toolbox
 
     try:
@@ -365,7 +369,7 @@ async def serve_node(
         raise ConfigError(str(e)) from None
     if spec.name != name and name:
         spec = type(spec)(spec.host, spec.port, name)
-    sim = FetchSim(width, height)
+    sim = make_sim(env, width, height)
     robot = FetchRobot(sim, realtime=realtime)
     node = RobotNode(spec, robot, robot_toolbox(robot), fps=fps, depth=depth, seed=seed)
     task = asyncio.create_task(node.run())

@@ -16,6 +16,46 @@ from agentkit.commands import app, eval_app
 from agentkit.commands.common import run_guarded
 
 
+def _eval(env: str, **kw: object) -> None:
+    """Shared body of ``eval fetch`` and ``eval panda``."""
+
+    def body() -> int:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from agentkit.apps.robot import EvalConfig, evaluate, parse_indices
+
+        json_out = kw.pop("json_out")
+        kw["video_episodes"] = parse_indices(kw["video_episodes"])  # type: ignore[arg-type]
+        cfg = EvalConfig(env=env, **kw)  # type: ignore[arg-type]
+        progress = Progress(
+            TextColumn(f"[bold]{env} {cfg.policy}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[ok]} ok"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        task = progress.add_task("eval", total=cfg.episodes, ok=0)
+        ok = 0
+
+        def on_episode(r: object) -> None:
+            nonlocal ok
+            ok += bool(getattr(r, "success", False))
+            progress.update(task, advance=1, ok=ok)
+
+        with progress:
+            report = asyncio.run(evaluate(cfg, on_episode))
+        if json_out:
+            assert isinstance(json_out, Path)
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(report, indent=2))
+        typer.echo(json.dumps(report["overall"]))
+        return 0
+
+    run_guarded(body)
+
+
 @eval_app.command("fetch")
 def eval_fetch(
     policy: str = typer.Option("pixels", help="expert | pixels | vlm (or a registered policy name)"),
@@ -28,51 +68,45 @@ def eval_fetch(
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
     max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
 ) -> None:
-    """Success rate, steps and seconds per episode of a policy on FetchPickAndPlace-v4."""
+    """Success rate, steps and seconds per episode of a policy on FetchPickAndPlace-v4 (MuJoCo)."""
+    _eval(
+        "fetch",
+        policy=policy,
+        episodes=episodes,
+        seed=seed,
+        record=record,
+        video_episodes=video_episodes,
+        json_out=json_out,
+        node=node,
+        model=model,
+        max_steps=max_steps,
+    )
 
-    def body() -> int:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from agentkit.apps.robot import EvalConfig, evaluate, parse_indices
-
-        cfg = EvalConfig(
-            policy=policy,
-            episodes=episodes,
-            seed=seed,
-            record=record,
-            video_episodes=parse_indices(video_episodes),
-            node=node,
-            model=model,
-            max_steps=max_steps,
-        )
-        console = Console(stderr=True)
-        progress = Progress(
-            TextColumn(f"[bold]fetch {policy}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[ok]} ok"),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        task = progress.add_task("eval", total=episodes, ok=0)
-        ok = 0
-
-        def on_episode(r: object) -> None:
-            nonlocal ok
-            ok += bool(getattr(r, "success", False))
-            progress.update(task, advance=1, ok=ok)
-
-        with progress:
-            report = asyncio.run(evaluate(cfg, on_episode))
-        text = json.dumps(report, indent=2)
-        if json_out:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(text)
-        typer.echo(json.dumps(report["overall"]))
-        return 0
-
-    run_guarded(body)
+@eval_app.command("panda")
+def eval_panda(
+    policy: str = typer.Option("pixels", help="expert | pixels | vlm (or a registered policy name)"),
+    episodes: int = typer.Option(50, help="number of seeded episodes"),
+    seed: int = typer.Option(0, help="first seed; episode i uses seed+i"),
+    record: Path | None = typer.Option(None, help="folder for eval.json and the videos"),
+    video_episodes: str = typer.Option("", help="episode indices to film, e.g. 0,1 (needs --record)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
+) -> None:
+    """The same evaluation on panda-gym's PandaPickAndPlace-v3 (PyBullet), same tools and policies."""
+    _eval(
+        "panda",
+        policy=policy,
+        episodes=episodes,
+        seed=seed,
+        record=record,
+        video_episodes=video_episodes,
+        json_out=json_out,
+        node=None,
+        model=model,
+        max_steps=max_steps,
+    )
 
 
 @app.command("robot")
@@ -87,13 +121,14 @@ def robot(
     record: Path | None = typer.Option(None, help="recording folder (frames.mp4, decisions.jsonl, actions.jsonl)"),
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
     realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
+    env: str = typer.Option("fetch", help="in-process world: fetch (MuJoCo) | panda (PyBullet)"),
 ) -> None:
     """Run a robot policy live on the Fetch camera stream, with an annotated video."""
 
     def body() -> int:
         from agentkit.apps.robot import LiveConfig, run_live
 
-        cfg = LiveConfig(task, policy, source, seed, fps, duration, video, record, model, realtime)
+        cfg = LiveConfig(task, policy, source, seed, fps, duration, video, record, model, realtime, env)
         result = asyncio.run(run_live(cfg))
         typer.echo(json.dumps({k: result[k] for k in ("task", "policy", "success", "seconds")}))
         if video:
@@ -105,7 +140,7 @@ def robot(
 
 @app.command("robot-node")
 def robot_node(
-    env: str = typer.Option("fetch", help="the simulated robot (only 'fetch' for now)"),
+    env: str = typer.Option("fetch", help="the simulated robot: fetch (MuJoCo) | panda (PyBullet)"),
     broker: str = typer.Option("mqtt://127.0.0.1:1883", help="mqtt://host:port of the broker"),
     name: str = typer.Option("r1", help="robot name: topics agentkit/<name>/..."),
     fps: float = typer.Option(15.0, help="camera frames per second"),
@@ -117,12 +152,13 @@ def robot_node(
 
     def body() -> int:
         from agentkit.apps.robot import serve_node
+        from agentkit.envs.robot_sims import ROBOT_ENVS
         from agentkit.errors import ConfigError
 
-        if env != "fetch":
-            raise ConfigError(f"--env: unknown robot env {env!r}; known: fetch")
+        if env not in ROBOT_ENVS:
+            raise ConfigError(f"--env: unknown robot env {env!r}; known: {', '.join(ROBOT_ENVS)}")
         try:
-            asyncio.run(serve_node(broker, name, fps=fps, seed=seed, depth=depth, realtime=realtime))
+            asyncio.run(serve_node(broker, name, fps=fps, seed=seed, depth=depth, realtime=realtime, env=env))
         except KeyboardInterrupt:
             pass
         return 0

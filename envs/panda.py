@@ -1,0 +1,177 @@
+"""panda-gym's ``PandaPickAndPlace-v3`` (PyBullet) behind the same interface as :class:`FetchSim`.
+
+Why: the primitives, tools, policies, evaluation and MQTT node are written against one small world
+interface (``reset/step/render/camera/point_to_world`` plus the table/object/home geometry); a second
+simulator behind it shows they do not depend on MuJoCo or on the Fetch arm.
+
+Scene choices, made at runtime after loading (documented in docs/robot.md): a fixed camera over the far
+edge of the table built from PyBullet's view/projection matrices (same OpenGL conventions as MuJoCo's, so
+the same :class:`PinholeCamera`), the block coloured blue and the target cube red and opaque (panda-gym
+draws both green, the target translucent). Rendering uses PyBullet's CPU TinyRenderer; the self-filtered
+depth hides the robot (and a held block) by making them fully transparent for one render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from agentkit.envs.fetch import BLOCK_RGBA, PinholeCamera, Workspace
+from agentkit.errors import SourceError, ToolError
+from agentkit.types import Point
+
+ENV_ID = "PandaPickAndPlace-v3"
+CAMERA_EYE = np.array([0.32, 0.0, 0.95])
+CAMERA_LOOKAT = np.array([0.0, 0.0, 0.0])
+CAMERA_FOVY = 42.0
+NEAR, FAR = 0.05, 5.0
+TARGET_RGBA = (1.0, 0.0, 0.0, 1.0)
+
+
+class PandaSim:
+    """``PandaPickAndPlace-v3`` with a calibrated RGB-D camera (see :class:`agentkit.envs.fetch.FetchSim`)."""
+
+    name = "panda"
+    table_top_z = 0.0
+    object_half = 0.02
+    home_pos = np.array([-0.25, 0.0, 0.35])
+
+    def __init__(
+        self,
+        width: int = 320,
+        height: int = 240,
+        max_range: float = 1.6,
+        workspace: Workspace | None = None,
+    ) -> None:
+        try:
+            import gymnasium as gym
+            import panda_gym  # noqa: F401  (registers the Panda envs)
+            import pybullet as pb
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise SourceError(f"the panda env needs panda-gym and pybullet ({e}); pip install panda-gym") from None
+        self._pb = pb
+        self.env = gym.make(ENV_ID).unwrapped
+        self.sim = self.env.sim
+        self.pc = self.sim.physics_client
+        self.width, self.height = int(width), int(height)
+        self.max_range = float(max_range)
+        self.workspace = workspace or Workspace(lo=(-0.32, -0.32, -0.005), hi=(0.32, 0.32, 0.55))
+        self.steps = 0
+        self.episode = -1
+        self.seed: int | None = None
+        self._obs: dict[str, np.ndarray] = {}
+        ids = self.sim._bodies_idx
+        self.robot_id, self.object_id, self.target_id = ids["panda"], ids["object"], ids["target"]
+        self.pc.changeVisualShape(self.object_id, -1, rgbaColor=list(BLOCK_RGBA))
+        self.pc.changeVisualShape(self.target_id, -1, rgbaColor=list(TARGET_RGBA))
+        self._robot_rgba = {d[1]: list(d[7]) for d in self.pc.getVisualShapeData(self.robot_id)}
+        self._view = self.pc.computeViewMatrix(CAMERA_EYE.tolist(), CAMERA_LOOKAT.tolist(), [-1.0, 0.0, 0.0])
+        self._proj = self.pc.computeProjectionMatrixFOV(CAMERA_FOVY, self.width / self.height, NEAR, FAR)
+        # camera-to-world from the view matrix (column-major world-to-camera, OpenGL axes)
+        V = np.asarray(self._view, dtype=float).reshape(4, 4).T
+        self._R_wc = V[:3, :3].T.copy()
+        self._t_wc = -self._R_wc @ V[:3, 3]
+
+    # -- episode -----------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+        obs, _ = self.env.reset(seed=seed)
+        self.steps = 0
+        self.episode += 1
+        self.seed = seed
+        self._obs = obs
+        return obs
+
+    def step(self, action: np.ndarray) -> dict[str, np.ndarray]:
+        a = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        obs, _, _, _, _ = self.env.step(a)
+        self.steps += 1
+        self._obs = obs
+        return obs
+
+    @property
+    def dt(self) -> float:
+        return float(self.sim.dt)
+
+    # -- privileged state --------------------------------------------------------------------------
+    @property
+    def grip_pos(self) -> np.ndarray:
+        return np.asarray(self.env.robot.get_ee_position(), dtype=float).copy()
+
+    @property
+    def object_pos(self) -> np.ndarray:
+        return np.asarray(self.sim.get_base_position("object"), dtype=float).copy()
+
+    @property
+    def target_pos(self) -> np.ndarray:
+        return np.asarray(self.env.task.goal, dtype=float).copy()
+
+    @property
+    def finger_width(self) -> float:
+        return float(self.env.robot.get_fingers_width())
+
+    def is_success(self) -> bool:
+        return bool(np.linalg.norm(self.object_pos - self.target_pos) < self.env.task.distance_threshold)
+
+    def is_grasped(self) -> bool:
+        close = np.linalg.norm(self.object_pos - self.grip_pos) < 0.03
+        return bool(close and self.finger_width < 2 * self.object_half + 0.01)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "episode": self.episode,
+            "seed": self.seed,
+            "steps": self.steps,
+            "grip_pos": self.grip_pos.round(5).tolist(),
+            "finger_width": round(self.finger_width, 5),
+            "object_pos": self.object_pos.round(5).tolist(),
+            "target_pos": self.target_pos.round(5).tolist(),
+            "object_half": self.object_half,
+            "success": self.is_success(),
+        }
+
+    # -- camera ------------------------------------------------------------------------------------
+    @property
+    def camera(self) -> PinholeCamera:
+        return PinholeCamera(self.width, self.height, CAMERA_FOVY, self._R_wc, self._t_wc)
+
+    def _grab(self) -> tuple[np.ndarray, np.ndarray]:
+        _, _, rgba, depth, _ = self.pc.getCameraImage(
+            self.width, self.height, self._view, self._proj, renderer=self._pb.ER_TINY_RENDERER
+        )
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(self.height, self.width, 4)[:, :, :3].copy()
+        d = np.asarray(depth, dtype=np.float64).reshape(self.height, self.width)
+        z = (FAR * NEAR / (FAR - (FAR - NEAR) * d)).astype(np.float32)  # OpenGL depth buffer -> metres
+        z[d >= 1.0] = np.inf
+        return rgb, z
+
+    def render(self, depth: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        rgb, z = self._grab()
+        return rgb, (z if depth else None)
+
+    def self_filtered_depth(self) -> np.ndarray:
+        held = self.is_grasped()
+        try:
+            for link in self._robot_rgba:
+                self.pc.changeVisualShape(self.robot_id, link, rgbaColor=[0, 0, 0, 0])
+            if held:
+                self.pc.changeVisualShape(self.object_id, -1, rgbaColor=[0, 0, 0, 0])
+            return self._grab()[1]
+        finally:
+            for link, rgba in self._robot_rgba.items():
+                self.pc.changeVisualShape(self.robot_id, link, rgbaColor=rgba)
+            self.pc.changeVisualShape(self.object_id, -1, rgbaColor=list(BLOCK_RGBA))
+
+    def point_to_world(self, point: Point, depth: np.ndarray | None = None) -> np.ndarray:
+        d = self.self_filtered_depth() if depth is None else depth
+        px, py = point.to_pixels(self.width, self.height)
+        z = float(d[py, px])
+        if not np.isfinite(z) or z <= 0 or z > self.max_range:
+            raise ToolError(
+                f"no depth at point ({point.x:.3f}, {point.y:.3f}): {z:.2f} m is beyond the "
+                f"{self.max_range:.2f} m range of the camera"
+            )
+        return self.camera.deproject(point, z)
+
+    def close(self) -> None:
+        self.env.close()
