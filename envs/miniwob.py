@@ -145,6 +145,7 @@ class AsyncMiniWoBEnv:
         self.seed: int | None = None
         self._loaded = False
         self._t_start = 0.0
+        self._blocked_seen = 0
 
     async def start(self) -> None:
         if self._owns and self.session.page is None:
@@ -186,6 +187,7 @@ class AsyncMiniWoBEnv:
                 break
             await asyncio.sleep(0.05)
         self.seed, self.steps, self.done = seed, 0, False
+        self._blocked_seen = len(self.session.blocked)
         self._t_start = time.monotonic()
         await asyncio.sleep(0.05)
         obs = await self.observe()
@@ -224,7 +226,7 @@ class AsyncMiniWoBEnv:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset()")
         calls = [] if action is None else [action] if isinstance(action, ToolCall) else list(action)
         info = StepInfo()
-        n_blocked = len(self.session.blocked)
+        n_blocked = self._blocked_seen  # requests blocked since the previous step count on this one
         self.steps += 1
         for call in calls:
             result = await self.toolbox.run(call, seq=self.steps)
@@ -242,8 +244,10 @@ class AsyncMiniWoBEnv:
             self.session._crashed = True  # forces a page restart on the next reset
             self.done = True
             info.blocked = self.session.blocked[n_blocked:]
+            self._blocked_seen = len(self.session.blocked)
             return None, 0.0, False, True, info
         info.blocked = self.session.blocked[n_blocked:]
+        self._blocked_seen = len(self.session.blocked)
         info.errors.extend(f"blocked request: {u}" for u in info.blocked)
         reward = float(wob["reward"] or 0.0)
         info.raw_reward = float(wob["raw"] or 0.0)
