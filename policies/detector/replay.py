@@ -40,9 +40,10 @@ def iter_video_frames(path: str | Path, start_s: float = 0.0, end_s: float | Non
             container.seek(int(max(0.0, start_s - 1.0) / stream.time_base), stream=stream, backward=True)
         seq = 0
         for vf in container.decode(stream):
-            if vf.pts is None:
+            tb = vf.time_base or stream.time_base
+            if vf.pts is None or tb is None:
                 continue
-            pts = float(vf.pts * vf.time_base)
+            pts = float(vf.pts * tb)
             if pts < start_s - 1e-6:
                 continue
             if end_s is not None and pts > end_s + 1e-6:
