@@ -91,9 +91,12 @@ class MqttBackend:
         self.episode = int(out["episode"])
 
     async def frame(self) -> Frame:
-        while True:  # frames of the previous episode may still be in flight: skip them
+        asked = time.monotonic()
+        while True:
             frame = await asyncio.wait_for(self.link.next_frame(), self.timeout_s)
-            if frame.meta.get("episode") == self.episode:
+            # Decide on a frame that arrived after we asked (not one that waited in the slot while the
+            # last action ran), and never on a frame of the previous episode still in flight.
+            if frame.t >= asked and frame.meta.get("episode") == self.episode:
                 if "transit_ms" in frame.meta:
                     self.transit_ms.append(float(frame.meta["transit_ms"]))
                 return frame
