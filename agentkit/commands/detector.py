@@ -80,8 +80,7 @@ def bench_detector(
         None, "--set", help="Detector setting, e.g. --set hog_every=3 (JSON values; repeatable)."
     ),
 ) -> None:
-    """Run the detector narrator over VIDEO as fast as possible: frames/s (decoding included) and, with
-    --labels, precision/recall/delay."""
+    """Time the detector narrator on VIDEO (decoding included); with --labels, score it too."""
 
     def run() -> int:
         import cv2
