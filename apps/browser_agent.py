@@ -75,8 +75,9 @@ def annotate(image: np.ndarray, decision: Decision | None, results: list[ActionR
             elif call.name in ("type", "key"):
                 text = call.arguments.get("text") or "+".join(call.arguments.get("keys", []))
                 cv2.rectangle(out, (0, h - 34), (w, h), (0, 0, 0), -1)
-                cv2.putText(out, f"{call.name}: {text}"[:80], (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
-                            (255, 255, 255), 2)
+                cv2.putText(
+                    out, f"{call.name}: {text}"[:80], (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2
+                )
     errors = [r.error for r in results if not r.ok and r.error]
     if decision is not None:
         errors = list(decision.errors) + errors
@@ -132,8 +133,13 @@ async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
     from agentkit.tools.gui import gui_toolbox
 
     url, hosts, roots = resolve_url(cfg.url)
-    bcfg = BrowserConfig(width=cfg.width, height=cfg.height, allow_hosts=[*hosts, *cfg.allow_hosts],
-                         allow_file_roots=roots, screenshot_interval_s=0.5)
+    bcfg = BrowserConfig(
+        width=cfg.width,
+        height=cfg.height,
+        allow_hosts=[*hosts, *cfg.allow_hosts],
+        allow_file_roots=roots,
+        screenshot_interval_s=0.5,
+    )
     policy = make_policy(cfg.policy, **({"model": cfg.model} if cfg.model else {}))
     session = BrowserSession(bcfg)
     await session.start()
@@ -142,8 +148,13 @@ async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
     try:
         source = BrowserSource(url, session=session)
         await source.open()
-        loop = StreamLoop(source, policy, toolbox=gui_toolbox(PlaywrightBackend(session)), sinks=[sink],
-                          config=LoopConfig(max_frames=cfg.steps, duration_s=cfg.duration_s))
+        loop = StreamLoop(
+            source,
+            policy,
+            toolbox=gui_toolbox(PlaywrightBackend(session)),
+            sinks=[sink],
+            config=LoopConfig(max_frames=cfg.steps, duration_s=cfg.duration_s),
+        )
         loop.instruct(cfg.task)
         summary = await loop.run()
         final = await session.screenshot()
@@ -155,7 +166,8 @@ async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
     return {
         "url": url,
         "task": cfg.task,
-        "frames": summary.frames_in if hasattr(summary, "frames_in") else None,
+        "loop": {k: summary.metrics.get(k) for k in ("frames_in", "processed", "dropped", "responses")},
+        "loop_error": summary.error,
         "decisions": len(sink.decisions),
         "responses": sum(d.kind is DecisionKind.RESPONSE for d in sink.decisions),
         "actions": [r.to_dict() for r in sink.results],

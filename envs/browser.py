@@ -133,6 +133,7 @@ class BrowserSession:
         self._shot_task: asyncio.Task[None] | None = None
         self.screencast_frames = 0
         self.screenshot_frames = 0
+        self._acks: set[asyncio.Future[None]] = set()
 
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> BrowserSession:
@@ -146,7 +147,7 @@ class BrowserSession:
         """Launch Chromium and open a page. Raises :class:`SourceError` if Chromium cannot start."""
         from playwright.async_api import async_playwright
 
-        if not Path(self.config.executable).exists():
+        if not Path(self.config.executable).exists():  # noqa: ASYNC240 - one stat() at start-up
             raise SourceError(f"chromium not found at {self.config.executable} (apt-get install chromium)")
         if self._pw is None:
             self._pw = await async_playwright().start()
@@ -173,8 +174,13 @@ class BrowserSession:
             self._cdp.on("Page.screencastFrame", self._on_screencast)
             await self._cdp.send(
                 "Page.startScreencast",
-                {"format": "jpeg", "quality": 85, "maxWidth": int(cfg.width * cfg.scale),
-                 "maxHeight": int(cfg.height * cfg.scale), "everyNthFrame": 1},
+                {
+                    "format": "jpeg",
+                    "quality": 85,
+                    "maxWidth": int(cfg.width * cfg.scale),
+                    "maxHeight": int(cfg.height * cfg.scale),
+                    "everyNthFrame": 1,
+                },
             )
         if self._shot_task is None or self._shot_task.done():
             self._shot_task = asyncio.create_task(self._periodic_screenshots())
@@ -195,7 +201,9 @@ class BrowserSession:
         # Ack first: Chromium sends the next frame only after the previous one is acknowledged.
         cdp = self._cdp
         if cdp is not None:
-            asyncio.ensure_future(self._ack(cdp, params["sessionId"]))
+            task = asyncio.ensure_future(self._ack(cdp, params["sessionId"]))
+            self._acks.add(task)
+            task.add_done_callback(self._acks.discard)
         try:
             image = decode_image(base64.b64decode(params["data"]))
         except SourceError:
@@ -356,10 +364,28 @@ class PlaywrightBackend:
 
 
 _KEYS = {
-    "ctrl": "Control", "control": "Control", "alt": "Alt", "shift": "Shift", "cmd": "Meta", "meta": "Meta",
-    "enter": "Enter", "return": "Enter", "tab": "Tab", "esc": "Escape", "escape": "Escape", "space": " ",
-    "backspace": "Backspace", "delete": "Delete", "up": "ArrowUp", "down": "ArrowDown", "left": "ArrowLeft",
-    "right": "ArrowRight", "home": "Home", "end": "End", "pageup": "PageUp", "pagedown": "PageDown",
+    "ctrl": "Control",
+    "control": "Control",
+    "alt": "Alt",
+    "shift": "Shift",
+    "cmd": "Meta",
+    "meta": "Meta",
+    "enter": "Enter",
+    "return": "Enter",
+    "tab": "Tab",
+    "esc": "Escape",
+    "escape": "Escape",
+    "space": " ",
+    "backspace": "Backspace",
+    "delete": "Delete",
+    "up": "ArrowUp",
+    "down": "ArrowDown",
+    "left": "ArrowLeft",
+    "right": "ArrowRight",
+    "home": "Home",
+    "end": "End",
+    "pageup": "PageUp",
+    "pagedown": "PageDown",
 }
 
 
@@ -385,8 +411,9 @@ class BrowserSource(Source):
 
     lossless = False
 
-    def __init__(self, url: str | None = None, config: BrowserConfig | None = None,
-                 session: BrowserSession | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, config: BrowserConfig | None = None, session: BrowserSession | None = None
+    ) -> None:
         self.url = url
         self.session = session or BrowserSession(config)
         self._owns = session is None

@@ -59,7 +59,8 @@ class XvfbDisplay:
             self.number = self._free_number()
             self.proc = subprocess.Popen(
                 ["Xvfb", self.name, "-screen", "0", f"{self.width}x{self.height}x{self.depth}", "-nolisten", "tcp"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
@@ -115,10 +116,30 @@ def grab_screen(display: str | None = None) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(shot)[:, :, 2::-1])
 
 
-_XDO_KEYS = {"ctrl": "ctrl", "control": "ctrl", "alt": "alt", "shift": "shift", "cmd": "super", "meta": "super",
-             "enter": "Return", "return": "Return", "tab": "Tab", "esc": "Escape", "escape": "Escape",
-             "space": "space", "backspace": "BackSpace", "delete": "Delete", "up": "Up", "down": "Down",
-             "left": "Left", "right": "Right", "home": "Home", "end": "End", "pageup": "Prior", "pagedown": "Next"}
+_XDO_KEYS = {
+    "ctrl": "ctrl",
+    "control": "ctrl",
+    "alt": "alt",
+    "shift": "shift",
+    "cmd": "super",
+    "meta": "super",
+    "enter": "Return",
+    "return": "Return",
+    "tab": "Tab",
+    "esc": "Escape",
+    "escape": "Escape",
+    "space": "space",
+    "backspace": "BackSpace",
+    "delete": "Delete",
+    "up": "Up",
+    "down": "Down",
+    "left": "Left",
+    "right": "Right",
+    "home": "Home",
+    "end": "End",
+    "pageup": "Prior",
+    "pagedown": "Next",
+}
 
 
 class DesktopBackend:
@@ -167,8 +188,11 @@ class DesktopBackend:
 
     async def _xdo(self, *args: str) -> None:
         proc = await asyncio.create_subprocess_exec(
-            "xdotool", *args, env={**os.environ, "DISPLAY": str(self.display)},
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            "xdotool",
+            *args,
+            env={**os.environ, "DISPLAY": str(self.display)},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         _, err = await proc.communicate()
         if proc.returncode:
@@ -192,8 +216,18 @@ class DesktopBackend:
 
     async def drag(self, x1: float, y1: float, x2: float, y2: float) -> None:
         if self.driver == "xdotool":
-            await self._xdo("mousemove", str(int(x1)), str(int(y1)), "mousedown", "1",
-                            "mousemove", str(int(x2)), str(int(y2)), "mouseup", "1")
+            await self._xdo(
+                "mousemove",
+                str(int(x1)),
+                str(int(y1)),
+                "mousedown",
+                "1",
+                "mousemove",
+                str(int(x2)),
+                str(int(y2)),
+                "mouseup",
+                "1",
+            )
         else:
             await self._pyag("moveTo", int(x1), int(y1))
             await self._pyag("dragTo", int(x2), int(y2), duration=0.2, button="left")

@@ -57,7 +57,8 @@ _DOM_JS = r"""
   const out = [];
   const root = document.body;
   const skip = new Set(['reward-display', 'click-canvas', 'sync-task-cover']);
-  const all = [root, ...root.querySelectorAll('*')].filter(el => !skip.has(el.id) && !(el.closest && el.closest('#reward-display, #click-canvas')));
+  const all = [root, ...root.querySelectorAll('*')].filter(
+    el => !skip.has(el.id) && !(el.closest && el.closest('#reward-display, #click-canvas')));
   const index = new Map();
   for (const el of all) {
     const r = el.getBoundingClientRect();
@@ -66,11 +67,13 @@ _DOM_JS = r"""
     let own = '';
     for (const c of el.childNodes) if (c.nodeType === 3) own += c.textContent;
     const item = {
-      i: out.length, tag: el.tagName.toLowerCase(), id: el.id || '', cls: (el.className && el.className.baseVal === undefined) ? el.className : '',
+      i: out.length, tag: el.tagName.toLowerCase(), id: el.id || '',
+      cls: (el.className && el.className.baseVal === undefined) ? el.className : '',
       own: own.replace(/\s+/g, ' ').trim(), text: (el.textContent || '').replace(/\s+/g, ' ').trim().slice(0, 300),
       x: r.left, y: r.top, w: r.width, h: r.height, visible: visible,
-      type: el.type || '', value: (el.value !== undefined && typeof el.value === 'string') ? el.value : null,
-      checked: el.checked === undefined ? null : el.checked, parent: index.has(el.parentElement) ? index.get(el.parentElement) : -1,
+      type: el.type || '', value: (typeof el.value === 'string') ? el.value : null,
+      checked: el.checked === undefined ? null : el.checked,
+      parent: index.has(el.parentElement) ? index.get(el.parentElement) : -1,
       focused: document.activeElement === el, placeholder: el.getAttribute('placeholder') || '',
       name: el.getAttribute('name') || '', href: el.getAttribute('href') || '',
       scrollTop: el.scrollTop, scrollHeight: el.scrollHeight, clientHeight: el.clientHeight,
@@ -133,8 +136,13 @@ class AsyncMiniWoBEnv:
         self.max_steps = max_steps
         self.settle_s = settle_s
         cfg = BrowserConfig(
-            width=self.WIDTH, height=self.HEIGHT, scale=scale, allow_hosts=list(allow_hosts or []),
-            allow_file_roots=[str(miniwob_html_dir())], screencast=screencast, screenshot_interval_s=1.0,
+            width=self.WIDTH,
+            height=self.HEIGHT,
+            scale=scale,
+            allow_hosts=list(allow_hosts or []),
+            allow_file_roots=[str(miniwob_html_dir())],
+            screencast=screencast,
+            screenshot_interval_s=1.0,
         )
         self.session = session or BrowserSession(cfg, name=f"miniwob:{task}")
         self._owns = session is None
@@ -180,7 +188,8 @@ class AsyncMiniWoBEnv:
         seed_js = f"Math.seedrandom({int(seed)});" if seed is not None else "Math.seedrandom();"
         await self.session.evaluate(
             "() => { if (core.EP_TIMER !== null) { clearTimeout(core.EP_TIMER); core.EP_TIMER = null; } "
-            + seed_js + " core.startEpisodeReal(); window.scrollTo(0, 0); }"
+            + seed_js
+            + " core.startEpisodeReal(); window.scrollTo(0, 0); }"
         )
         for _ in range(40):
             if await self.session.evaluate("() => WOB_TASK_READY"):

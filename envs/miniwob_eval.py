@@ -97,8 +97,16 @@ async def run_episode(
             break
         obs = obs2
     result = EpisodeResult(
-        task=env.task, seed=seed, utterance=utterance, reward=reward, raw_reward=raw, success=reward > 0,
-        steps=env.steps, seconds=time.monotonic() - t0, terminated=terminated, errors=errors,
+        task=env.task,
+        seed=seed,
+        utterance=utterance,
+        reward=reward,
+        raw_reward=raw,
+        success=reward > 0,
+        steps=env.steps,
+        seconds=time.monotonic() - t0,
+        terminated=terminated,
+        errors=errors,
     )
     if record_dir is not None:
         _record_episode(record_dir / f"{env.task}-{seed}", result, recorded)
@@ -150,8 +158,18 @@ async def evaluate(
                     res = await run_episode(env, policy, seed + k, record_dir=record_dir)
                 except Exception as e:  # the page failed to load/reset: count a failure, restart, go on
                     env.session._crashed = True
-                    res = EpisodeResult(task, seed + k, "", 0.0, 0.0, False, env.steps, 0.0, False,
-                                        [f"reset failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"])
+                    res = EpisodeResult(
+                        task,
+                        seed + k,
+                        "",
+                        0.0,
+                        0.0,
+                        False,
+                        env.steps,
+                        0.0,
+                        False,
+                        [f"reset failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"],
+                    )
                 results.append(res)
                 if on_episode is not None:
                     on_episode(res)

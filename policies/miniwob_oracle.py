@@ -266,8 +266,11 @@ def s_scroll_text_2(c: Ctx) -> list[ToolCall]:
         return []
     direction = "up" if "top" in c.u else "down"
     # Wheel scrolling is asynchronous in Chromium: wait for it before submitting.
-    return [ToolCall("scroll", {"point": point(area), "direction": direction, "amount": 50}),
-            ToolCall("wait", {"seconds": 0.4}), *click(c.submit())]
+    return [
+        ToolCall("scroll", {"point": point(area), "direction": direction, "amount": 50}),
+        ToolCall("wait", {"seconds": 0.4}),
+        *click(c.submit()),
+    ]
 
 
 def s_simple_arithmetic(c: Ctx) -> list[ToolCall]:
@@ -321,7 +324,9 @@ def s_multi_search(c: Ctx) -> list[ToolCall]:
                 key = labels.pop()
         if key is not None:
             calls += type_into(inp, values[key])
-    sub = c.first(lambda d: d["own"].lower() in ("search", "submit", "go!", "go") and d["tag"] in ("button", "div", "a", "span"))
+    sub = c.first(
+        lambda d: d["own"].lower() in ("search", "submit", "go!", "go") and d["tag"] in ("button", "div", "a", "span")
+    )
     if sub is None:
         buttons = c.find(lambda d: d["tag"] == "button")
         sub = buttons[-1] if buttons else None
@@ -334,8 +339,12 @@ def s_choose_list(c: Ctx) -> list[ToolCall]:
     if not m or select is None:
         return []
     # A focused <select> picks the option whose text is typed (no popup needed in headless Chromium).
-    return [*click(select), ToolCall("key", {"keys": ["Escape"]}), ToolCall("type", {"text": m.group(1)}),
-            *click(c.submit())]
+    return [
+        *click(select),
+        ToolCall("key", {"keys": ["Escape"]}),
+        ToolCall("type", {"text": m.group(1)}),
+        *click(c.submit()),
+    ]
 
 
 def s_use_autocomplete(c: Ctx) -> list[ToolCall]:
@@ -344,7 +353,9 @@ def s_use_autocomplete(c: Ctx) -> list[ToolCall]:
     if not m or box is None:
         return []
     start, end = m.group(1), m.group(2) or ""
-    item = c.first(lambda d: "ui-menu-item-wrapper" in d["cls"] and d["own"].startswith(start) and d["own"].endswith(end))
+    item = c.first(
+        lambda d: "ui-menu-item-wrapper" in d["cls"] and d["own"].startswith(start) and d["own"].endswith(end)
+    )
     if item is not None:
         return click(item) + click(c.submit())
     if not box["value"]:
@@ -436,7 +447,9 @@ class MiniWoBOracle(Policy):
     def step(self, frame: Frame) -> Decision:
         utterance = str(frame.meta.get("utterance") or self.utterance)
         if self.task not in SOLVERS:
-            return Decision.standby(seq=frame.seq, pts=frame.pts, errors=[f"oracle has no solver for task {self.task!r}"])
+            return Decision.standby(
+                seq=frame.seq, pts=frame.pts, errors=[f"oracle has no solver for task {self.task!r}"]
+            )
         if self._dom is None:
             return Decision.standby(seq=frame.seq, pts=frame.pts, errors=["oracle needs observe_dom() before step()"])
         ctx = Ctx(utterance, self._dom, self._step)

@@ -45,6 +45,7 @@ class Intent:
     kind: str  # click_text | click_link | focus_field | type | click_close
     target: str = ""
     index: int = 0  # which text field (0-based) for focus_field
+    loose: bool = False  # random label strings: fall back to the most similar unclaimed line
 
 
 _OCR_LOCK = threading.RLock()
@@ -106,7 +107,7 @@ def parse_instruction(text: str) -> list[Intent]:
     m = re.match(r"Select (.*?) and click (\w+)", u)
     if m:
         words = [] if m.group(1) == "nothing" else [w.strip() for w in m.group(1).split(",") if w.strip()]
-        return [*(Intent("click_text", w) for w in words), Intent("click_text", m.group(2))]
+        return [*(Intent("click_text", w, loose=True) for w in words), Intent("click_text", m.group(2))]
     m = re.match(r"Click button (\w+), then click button (\w+)", u)
     if m:
         return [Intent("click_text", m.group(1)), Intent("click_text", m.group(2))]
@@ -130,7 +131,28 @@ def _echo_of_instruction(tb: TextBox, utterance: str, targets: tuple[str, ...] =
         return False
     if len(t) >= 4 and t in u:
         return True
-    return len(t) >= 8 and difflib.SequenceMatcher(None, t, u).find_longest_match(0, len(t), 0, len(u)).size >= 0.8 * len(t)
+    return len(t) >= 8 and difflib.SequenceMatcher(None, t, u).find_longest_match(
+        0, len(t), 0, len(u)
+    ).size >= 0.8 * len(t)
+
+
+def drop_instruction(boxes: list[TextBox], utterance: str, targets: tuple[str, ...] = ()) -> list[TextBox]:
+    """Remove the OCR lines that show the instruction itself (including short wrapped tails like "Submit.")."""
+    echo = [b for b in boxes if _echo_of_instruction(b, utterance, targets)]
+    if not echo:
+        return boxes
+    left = min(b.box.x1 for b in echo)
+    bottom = max(b.box.y2 for b in echo)
+    line_h = max(b.box.y2 - b.box.y1 for b in echo)
+    u = _norm(utterance)
+    keep = []
+    for b in boxes:
+        if b in echo:
+            continue
+        tail = abs(b.box.x1 - left) < 0.03 and b.box.y1 <= bottom + 0.6 * line_h and _norm(b.text) in u
+        if not tail:
+            keep.append(b)
+    return keep
 
 
 def _token_spans(text: str) -> list[tuple[str, int, int]]:
@@ -166,7 +188,8 @@ def find_text(boxes: list[TextBox], target: str, image: np.ndarray | None = None
     for tb in boxes:
         line = _strip_punct(tb.text)
         if _norm(line) == _norm(want):
-            cands.append((3.0 + (line.replace(" ", "") == want.replace(" ", "")) * 0.5, tb.box))
+            exact_case = line.replace(" ", "") == want.replace(" ", "")
+            cands.append((3.0 + exact_case * 0.5 + (tb.text.strip() == target) * 0.25, tb.box))
             continue
         for word, s, e in _token_spans(tb.text):
             w = _strip_punct(word)
@@ -181,6 +204,20 @@ def find_text(boxes: list[TextBox], target: str, image: np.ndarray | None = None
         cands = [(score + (0.8 if _blueness(image, box) > 40 else 0.0), box) for score, box in cands]
     cands.sort(key=lambda c: -c[0])
     return cands[0][1]
+
+
+def _most_similar_unclaimed(boxes: list[TextBox], target: str, targets: tuple[str, ...], used: list[Box]) -> Box | None:
+    """OCR misread a random label: take the most similar line no other target and no earlier click claims."""
+    best: tuple[float, Box] | None = None
+    for tb in boxes:
+        if any(tb.box.iou(u) > 0.3 for u in used):
+            continue
+        if any(find_text([tb], t) is not None for t in targets if t != target):
+            continue
+        ratio = difflib.SequenceMatcher(None, _norm(tb.text), _norm(target)).ratio()
+        if ratio >= 0.3 and (best is None or ratio > best[0]):
+            best = (ratio, tb.box)
+    return best[1] if best else None
 
 
 def find_text_fields(image: np.ndarray) -> list[Box]:
@@ -263,7 +300,7 @@ class OcrGuiPolicy(Policy):
             return [], [], [f"ocr: cannot parse instruction {instruction!r}"]
         needs_ocr = any(i.kind in ("click_text", "click_link") for i in intents)
         targets = tuple(i.target for i in intents if i.target)
-        boxes = [b for b in read_text(image) if not _echo_of_instruction(b, instruction, targets)] if needs_ocr else []
+        boxes = drop_instruction(read_text(image), instruction, targets) if needs_ocr else []
         calls: list[ToolCall] = []
         used: list[Box] = []
         errors: list[str] = []
@@ -272,6 +309,8 @@ class OcrGuiPolicy(Policy):
             box: Box | None = None
             if intent.kind in ("click_text", "click_link"):
                 box = find_text(boxes, intent.target, image, link=intent.kind == "click_link")
+                if box is None and intent.loose:
+                    box = _most_similar_unclaimed(boxes, intent.target, targets, used)
             elif intent.kind == "focus_field":
                 fields = find_text_fields(image) if fields is None else fields
                 box = fields[intent.index] if len(fields) > intent.index else None

@@ -203,7 +203,18 @@ class Finished(GuiTool):
         return {"finished": True, "answer": args.answer}
 
 
-GUI_TOOLS: tuple[type[GuiTool], ...] = (Click, DoubleClick, RightClick, TypeText, Key, Scroll, Drag, Move, Wait, Finished)
+GUI_TOOLS: tuple[type[GuiTool], ...] = (
+    Click,
+    DoubleClick,
+    RightClick,
+    TypeText,
+    Key,
+    Scroll,
+    Drag,
+    Move,
+    Wait,
+    Finished,
+)
 
 
 def gui_tools(backend: GuiBackend) -> list[Tool]:

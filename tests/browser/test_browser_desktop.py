@@ -30,14 +30,18 @@ root.mainloop()
 
 
 @pytest.fixture(scope="module")
-def display():  # noqa: ANN201
+def display():
     with XvfbDisplay(320, 240) as disp:
         yield disp
 
 
 def _run_with_app(display: XvfbDisplay, driver: str, calls: list[ToolCall]) -> tuple[list[str], list]:
-    app = subprocess.Popen([sys.executable, "-c", _TK_APP], stdout=subprocess.PIPE, text=True,
-                           env={"DISPLAY": display.name, "PATH": "/usr/bin:/bin"})
+    app = subprocess.Popen(
+        [sys.executable, "-c", _TK_APP],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"DISPLAY": display.name, "PATH": "/usr/bin:/bin"},
+    )
     try:
         assert app.stdout is not None
         assert app.stdout.readline().strip() == "ready"
@@ -45,7 +49,7 @@ def _run_with_app(display: XvfbDisplay, driver: str, calls: list[ToolCall]) -> t
         backend = DesktopBackend(display.name, driver=driver)
         box = gui_toolbox(backend)
 
-        async def run():  # noqa: ANN202
+        async def run():
             return [await box.run(c) for c in calls]
 
         results = asyncio.run(run())
@@ -58,12 +62,16 @@ def _run_with_app(display: XvfbDisplay, driver: str, calls: list[ToolCall]) -> t
 
 @pytest.mark.parametrize("driver", ["pyautogui", "xdotool"])
 def test_desktop_click_and_type_on_xvfb(display: XvfbDisplay, driver: str) -> None:
-    lines, results = _run_with_app(display, driver, [
-        ToolCall("click", {"point": {"x": 0.25, "y": 0.5}}),
-        ToolCall("right_click", {"point": {"x": 0.75, "y": 0.25}}),
-        ToolCall("type", {"text": "ok"}),
-        ToolCall("click", {"point": {"x": 1.5, "y": 0.5}}),  # outside the screen: rejected
-    ])
+    lines, results = _run_with_app(
+        display,
+        driver,
+        [
+            ToolCall("click", {"point": {"x": 0.25, "y": 0.5}}),
+            ToolCall("right_click", {"point": {"x": 0.75, "y": 0.25}}),
+            ToolCall("type", {"text": "ok"}),
+            ToolCall("click", {"point": {"x": 1.5, "y": 0.5}}),  # outside the screen: rejected
+        ],
+    )
     assert [r.ok for r in results] == [True, True, True, False]
     assert "click 80 120" in lines
     assert "right 240 60" in lines

@@ -33,8 +33,11 @@ def _page(tmp_path: Path, body: str) -> str:
 
 
 def test_blocked_requests_are_aborted_and_reported(tmp_path: Path) -> None:
-    url = _page(tmp_path, "<img src='http://10.255.255.1/pixel.png'><img src='file:///etc/hostname'>"
-                          "<script>fetch('https://example.com/api').catch(() => {})</script>")
+    url = _page(
+        tmp_path,
+        "<img src='http://10.255.255.1/pixel.png'><img src='file:///etc/hostname'>"
+        "<script>fetch('https://example.com/api').catch(() => {})</script>",
+    )
 
     async def run() -> tuple[list[str], str]:
         async with BrowserSession(BrowserConfig(width=320, height=240, allow_file_roots=[str(tmp_path)])) as b:
@@ -53,9 +56,12 @@ def test_blocked_requests_are_aborted_and_reported(tmp_path: Path) -> None:
 
 
 def test_frames_from_screencast_and_periodic_screenshots(tmp_path: Path) -> None:
-    animated = _page(tmp_path, "<div id=d style='width:50px;height:50px;background:red'></div><script>"
-                               "let t=0; setInterval(() => {t++; document.getElementById('d').style.marginLeft=(t%200)+'px'}, 16)"
-                               "</script>")
+    animated = _page(
+        tmp_path,
+        "<div id=d style='width:50px;height:50px;background:red'></div><script>"
+        "let t=0; setInterval(() => {t++; document.getElementById('d').style.marginLeft=(t%200)+'px'}, 16)"
+        "</script>",
+    )
 
     async def run() -> tuple[int, int, tuple[int, ...], int]:
         cfg = BrowserConfig(width=320, height=240, allow_file_roots=[str(tmp_path)], screenshot_interval_s=0.2)
@@ -69,8 +75,9 @@ def test_frames_from_screencast_and_periodic_screenshots(tmp_path: Path) -> None
                     break
             cast = source.session.screencast_frames
             # a static page: no screencast frames, the periodic screenshots keep the stream alive
-            await source.session.evaluate("() => { document.body.innerHTML = 'static'; "
-                                          "for (let i = 1; i < 99999; i++) clearInterval(i); }")
+            await source.session.evaluate(
+                "() => { document.body.innerHTML = 'static'; for (let i = 1; i < 99999; i++) clearInterval(i); }"
+            )
             await asyncio.sleep(0.3)
             before = source.session.screenshot_frames
             await asyncio.sleep(1.0)

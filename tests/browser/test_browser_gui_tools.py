@@ -23,29 +23,40 @@ class _Recorder:
     def viewport(self) -> tuple[int, int]:
         return (200, 100)
 
-    async def click(self, x, y, button="left", count=1):  # noqa: ANN001, ANN201
+    async def click(self, x, y, button="left", count=1):
         self.calls.append(("click", x, y, button, count))
 
-    async def move(self, x, y):  # noqa: ANN001, ANN201
+    async def move(self, x, y):
         self.calls.append(("move", x, y))
 
-    async def drag(self, x1, y1, x2, y2):  # noqa: ANN001, ANN201
+    async def drag(self, x1, y1, x2, y2):
         self.calls.append(("drag", x1, y1, x2, y2))
 
-    async def type(self, text):  # noqa: ANN001, ANN201
+    async def type(self, text):
         self.calls.append(("type", text))
 
-    async def key(self, keys):  # noqa: ANN001, ANN201
+    async def key(self, keys):
         self.calls.append(("key", keys))
 
-    async def scroll(self, x, y, dx, dy):  # noqa: ANN001, ANN201
+    async def scroll(self, x, y, dx, dy):
         self.calls.append(("scroll", x, y, dx, dy))
 
 
 def test_tool_vocabulary_and_schemas() -> None:
     box = gui_toolbox(_Recorder())
     names = [s["function"]["name"] for s in box.schemas()]
-    assert names == ["click", "double_click", "right_click", "type", "key", "scroll", "drag", "move", "wait", "finished"]
+    assert names == [
+        "click",
+        "double_click",
+        "right_click",
+        "type",
+        "key",
+        "scroll",
+        "drag",
+        "move",
+        "wait",
+        "finished",
+    ]
     assert len(GUI_TOOLS) == 10
     click = box.schemas()[0]["function"]["parameters"]
     assert "point" in click["properties"] and click["additionalProperties"] is False
@@ -55,7 +66,7 @@ def test_points_map_to_viewport_pixels_and_outside_is_rejected() -> None:
     rec = _Recorder()
     box = gui_toolbox(rec)
 
-    async def run():  # noqa: ANN202
+    async def run():
         return [
             await box.run(ToolCall("click", {"point": {"x": 0.5, "y": 0.25}})),
             await box.run(ToolCall("double_click", {"point": [1.0, 1.0]})),
@@ -89,7 +100,7 @@ def test_tools_drive_a_real_page(tmp_path: Path) -> None:
         "<div style='height:1000px'>tall</div></div></body></html>"
     )
 
-    async def run():  # noqa: ANN202
+    async def run():
         async with BrowserSession(BrowserConfig(width=400, height=200, allow_file_roots=[str(tmp_path)])) as s:
             await s.goto(page.as_uri())
             box = gui_toolbox(PlaywrightBackend(s))
@@ -99,7 +110,9 @@ def test_tools_drive_a_real_page(tmp_path: Path) -> None:
             await box.run(ToolCall("type", {"text": "hello"}))
             await box.run(ToolCall("key", {"keys": ["shift", "Home"]}))
             await box.run(ToolCall("type", {"text": "X"}))
-            await box.run(ToolCall("scroll", {"point": {"x": 300 / 400, "y": 50 / 200}, "direction": "down", "amount": 3}))
+            await box.run(
+                ToolCall("scroll", {"point": {"x": 300 / 400, "y": 50 / 200}, "direction": "down", "amount": 3})
+            )
             await asyncio.sleep(0.5)
             return await s.evaluate(
                 "() => [document.getElementById('b').dataset.n, document.title, "

@@ -40,8 +40,9 @@ def test_seeds_are_reproducible() -> None:
 def test_oracle_episodes_and_recording(tmp_path: Path) -> None:
     oracle = make_policy("miniwob-oracle")
     assert isinstance(oracle, MiniWoBOracle)
-    results = asyncio.run(evaluate(oracle, ["click-button", "enter-text", "click-checkboxes"], 2, seed=0,
-                                   record_dir=tmp_path))
+    results = asyncio.run(
+        evaluate(oracle, ["click-button", "enter-text", "click-checkboxes"], 2, seed=0, record_dir=tmp_path)
+    )
     report = summarize(results)
     assert report["overall"]["episodes"] == 6
     assert report["overall"]["success_rate"] == 1.0, [r.errors for r in results]
@@ -65,22 +66,26 @@ class _Scripted(Policy):
 
 
 def test_bad_actions_are_recorded_and_the_episode_goes_on() -> None:
-    bad = Decision.response(tool_calls=[
-        ToolCall("click", {"point": {"x": 1.4, "y": 0.5}}),  # outside the viewport
-        ToolCall("teleport", {}),  # unknown tool
-        ToolCall("type", {"txt": 3}),  # malformed arguments
-    ])
+    bad = Decision.response(
+        tool_calls=[
+            ToolCall("click", {"point": {"x": 1.4, "y": 0.5}}),  # outside the viewport
+            ToolCall("teleport", {}),  # unknown tool
+            ToolCall("type", {"txt": 3}),  # malformed arguments
+        ]
+    )
 
-    async def run():  # noqa: ANN202
+    async def run():
         async with AsyncMiniWoBEnv("click-test") as env:
-            obs, _ = await env.reset(seed=0)
+            _obs, _ = await env.reset(seed=0)
             _, _, _, _, info = await env.step(bad.tool_calls)
             dom = await env.dom()
             button = next(d for d in dom if d["tag"] == "button")
             point = {"x": (button["x"] + button["w"] / 2) / 160, "y": (button["y"] + button["h"] / 2) / 210}
             _, reward, terminated, _, _ = await env.step([ToolCall("click", {"point": point})])
             # a whole episode through the runner with a policy emitting the same bad calls first
-            res = await run_episode(env, _Scripted([bad, Decision.response(tool_calls=[ToolCall("click", {"point": point})])]), seed=0)
+            res = await run_episode(
+                env, _Scripted([bad, Decision.response(tool_calls=[ToolCall("click", {"point": point})])]), seed=0
+            )
             return info, reward, terminated, res
 
     info, reward, terminated, res = asyncio.run(run())
@@ -94,7 +99,7 @@ def test_bad_actions_are_recorded_and_the_episode_goes_on() -> None:
 
 
 def test_hung_page_is_an_error_and_the_next_episode_runs() -> None:
-    async def run():  # noqa: ANN202
+    async def run():
         async with AsyncMiniWoBEnv("click-test") as env:
             await env.reset(seed=0)
             await env.session.page.evaluate("() => setTimeout(() => { while (true) {} }, 50)")
@@ -111,10 +116,12 @@ def test_hung_page_is_an_error_and_the_next_episode_runs() -> None:
 
 
 def test_blocked_url_in_a_task_page_is_recorded(tmp_path: Path) -> None:
-    async def run():  # noqa: ANN202
+    async def run():
         async with AsyncMiniWoBEnv("click-test") as env:
             await env.reset(seed=0)
-            await env.session.page.evaluate("() => { const i = new Image(); i.src = 'https://tracker.example.com/t.gif'; }")
+            await env.session.page.evaluate(
+                "() => { const i = new Image(); i.src = 'https://tracker.example.com/t.gif'; }"
+            )
             await asyncio.sleep(0.5)
             _, _, _, _, info = await env.step([])
             return info
@@ -128,7 +135,7 @@ def test_ocr_policy_click_button_from_pixels_only() -> None:
     policy = make_policy("ocr")
     assert not getattr(policy, "needs_dom", False)
 
-    async def run():  # noqa: ANN202
+    async def run():
         async with AsyncMiniWoBEnv("click-button") as env:
 
             async def no_dom() -> None:
