@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.vlm, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
-def tiny_qwen(tmp_path_factory):  # noqa: ANN001, ANN201
+def tiny_qwen(tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     import torch
@@ -31,7 +31,7 @@ def test_prompt_lists_every_gui_tool() -> None:
         assert f'"name":"{name}"' in prompt
 
 
-def test_ui_tars_action_clicks_the_button(tiny_qwen, monkeypatch) -> None:  # noqa: ANN001
+def test_ui_tars_action_clicks_the_button(tiny_qwen, monkeypatch) -> None:
     """A UI-TARS answer in resized-image pixels, parsed by the engine's parser, lands on the real button."""
     from agentkit.envs.miniwob import AsyncMiniWoBEnv
     from agentkit.envs.miniwob_eval import run_episode
@@ -40,7 +40,7 @@ def test_ui_tars_action_clicks_the_button(tiny_qwen, monkeypatch) -> None:  # no
 
     policy = GuiVLMPolicy(tiny_qwen)
 
-    async def run():  # noqa: ANN202
+    async def run():
         async with AsyncMiniWoBEnv("click-test") as env:
             await env.reset(seed=0)
             button = next(d for d in await env.dom() if d["tag"] == "button")
@@ -59,14 +59,14 @@ def test_ui_tars_action_clicks_the_button(tiny_qwen, monkeypatch) -> None:  # no
     assert res.success, res.errors
 
 
-def test_tiny_model_runs_an_episode_without_crashing(tiny_qwen) -> None:  # noqa: ANN001
+def test_tiny_model_runs_an_episode_without_crashing(tiny_qwen) -> None:
     from agentkit.envs.miniwob import AsyncMiniWoBEnv
     from agentkit.envs.miniwob_eval import run_episode
     from agentkit.policies.vlm_gui import GuiVLMPolicy
 
     policy = GuiVLMPolicy(tiny_qwen, max_new_tokens=8)
 
-    async def run():  # noqa: ANN202
+    async def run():
         async with AsyncMiniWoBEnv("click-test", max_steps=3, scale=1.0) as env:
             return await run_episode(env, policy, seed=0)
 
