@@ -35,9 +35,10 @@ class BrowseConfig(BaseModel):
     steps: int = Field(5, ge=1, le=1000)
     duration_s: float = Field(60.0, gt=0)
     allow_hosts: list[str] = Field(default_factory=list)
-    width: int = Field(800, ge=64, le=3840)
-    height: int = Field(600, ge=64, le=2160)
+    width: int | None = Field(None, ge=64, le=3840)
+    height: int | None = Field(None, ge=64, le=2160)
     model: str | None = None
+    browser: dict[str, Any] = Field(default_factory=dict)  # the ``browser:`` section of configs/browser.yaml
 
 
 def resolve_url(url: str) -> tuple[str, list[str], list[str]]:
@@ -127,19 +128,19 @@ class AnnotatingSink(Sink):
 
 async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
     """Open the page, run the policy through the stream loop, write the replay; returns a summary."""
+    from agentkit.config import validate
     from agentkit.envs.browser import BrowserConfig, BrowserSession, BrowserSource, PlaywrightBackend
     from agentkit.loop import LoopConfig, StreamLoop
     from agentkit.policy import make_policy
     from agentkit.tools.gui import gui_toolbox
 
     url, hosts, roots = resolve_url(cfg.url)
-    bcfg = BrowserConfig(
-        width=cfg.width,
-        height=cfg.height,
-        allow_hosts=[*hosts, *cfg.allow_hosts],
-        allow_file_roots=roots,
-        screenshot_interval_s=0.5,
-    )
+    base = {"width": 800, "height": 600, "screenshot_interval_s": 0.5, **cfg.browser}
+    base["width"] = cfg.width or base["width"]
+    base["height"] = cfg.height or base["height"]
+    base["allow_hosts"] = [*base.get("allow_hosts", []), *hosts, *cfg.allow_hosts]
+    base["allow_file_roots"] = [*base.get("allow_file_roots", []), *roots]
+    bcfg = validate(BrowserConfig, base, where="browser")
     policy = make_policy(cfg.policy, **({"model": cfg.model} if cfg.model else {}))
     session = BrowserSession(bcfg)
     await session.start()

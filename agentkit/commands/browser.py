@@ -120,28 +120,26 @@ def browse(
     out: Path = typer.Option(Path("browse_replay.mp4"), help="annotated replay: .mp4 or .gif"),
     steps: int = typer.Option(5, min=1, help="maximum decisions"),
     allow_host: list[str] = typer.Option([], "--allow-host", help="extra host the page may reach (repeatable)"),
-    width: int = typer.Option(800, help="viewport width (CSS px)"),
-    height: int = typer.Option(600, help="viewport height (CSS px)"),
+    width: int | None = typer.Option(None, help="viewport width (CSS px; default 800)"),
+    height: int | None = typer.Option(None, help="viewport height (CSS px; default 600)"),
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    config: Path | None = typer.Option(None, help="YAML with a 'browser:' section (see configs/browser.yaml)"),
 ) -> None:
     """Run a GUI agent live on a page and save an annotated replay (clicks and typed text drawn)."""
 
     def body() -> int:
         from agentkit.apps.browser_agent import BrowseConfig, run_browse
+        from agentkit.config import load_yaml, validate
 
         if out.suffix.lower() not in (".mp4", ".gif"):
             fail(f"--out must end in .mp4 or .gif, got {out.name!r}")
-        cfg = BrowseConfig(
-            url=url,
-            task=task,
-            policy=_POLICY_ALIASES.get(policy, policy),
-            out=str(out),
-            steps=steps,
-            allow_hosts=list(allow_host),
-            width=width,
-            height=height,
-            model=model,
-        )
+        browser_section = load_yaml(config).get("browser", {}) if config is not None else {}
+        name = _POLICY_ALIASES.get(policy, policy)
+        if name == "vlm-gui":
+            from agentkit.policies import vlm_gui  # noqa: F401  (registers "vlm-gui")
+        args = {"url": url, "task": task, "policy": name, "out": str(out), "steps": steps, "model": model}
+        args |= {"allow_hosts": list(allow_host), "width": width, "height": height, "browser": browser_section}
+        cfg = validate(BrowseConfig, args, where="(command line)")
         summary = asyncio.run(run_browse(cfg))
         typer.echo(json.dumps(summary, indent=2))
         return 0
