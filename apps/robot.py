@@ -303,7 +303,9 @@ async def run_live(cfg: LiveConfig, sinks: list[Any] | None = None) -> dict[str,
         source, policy, toolbox=toolbox, sinks=sinks, recorder=recorder, config=LoopConfig(duration_s=cfg.duration_s)
     )
 
-    class _Stopper:
+    from agentkit.sinks import Sink
+
+    class _Stopper(Sink):
         """Ends the run a second after the policy says it is done and the robot is idle."""
 
         def __init__(self) -> None:

@@ -110,7 +110,7 @@ class PinholeCamera:
         Raises:
             ValueError: if the point is behind the camera or falls off the image.
         """
-        xc = self.R_wc.T @ (np.asarray(xyz, dtype=float) - self.t_wc)
+        xc = self.R_wc.T @ (np.asarray(xyz, dtype=np.float64) - self.t_wc)
         depth = -xc[2]
         if depth <= 1e-6:
             raise ValueError(f"point {xyz} is behind the camera")
@@ -215,7 +215,8 @@ class FetchSim:
             ) from None
         gym.register_envs(gymnasium_robotics)
         self._mj = mujoco
-        self.env = gym.make(ENV_ID).unwrapped  # no TimeLimit: episodes are bounded by our own step budget
+        env: Any = gym.make(ENV_ID).unwrapped
+        self.env = env  # no TimeLimit: episodes are bounded by our own step budget
         self.model = self.env.model
         self.data = self.env.data
         self.width, self.height = int(width), int(height)
@@ -306,7 +307,7 @@ class FetchSim:
 
     @property
     def target_pos(self) -> np.ndarray:
-        return np.asarray(self.env.goal, dtype=float).copy()
+        return np.asarray(self.env.goal, dtype=np.float64).copy()
 
     @property
     def finger_width(self) -> float:

@@ -35,6 +35,7 @@ class FetchSource(Source):
     ) -> None:
         self.robot = robot
         self.fps = float(fps)
+        self._period = 1.0 / self.fps
         self.privileged = privileged
         self.max_frames = max_frames
         self.depth = depth
@@ -48,7 +49,7 @@ class FetchSource(Source):
     async def frames(self) -> AsyncIterator[Frame]:
         start = time.monotonic()
         seq = 0
-        period = 1.0 / self.fps
+        period = self._period
         while not self._stopped and (self.max_frames is None or seq < self.max_frames):
             rgb, depth = self.robot.sim.render(depth=self.depth)
             self.last_depth = depth

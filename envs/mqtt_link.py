@@ -142,7 +142,7 @@ class RobotLink:
             return
         image = decode_jpeg(body)
         seq = int(header["seq"])
-        meta = {k: header[k] for k in ("episode", "busy", "actions", "steps", "session") if k in header}
+        meta: dict[str, Any] = {k: header[k] for k in ("episode", "busy", "actions", "steps", "session") if k in header}
         meta["remote_t"] = float(header["t"])
         meta["transit_ms"] = round((time.time() - float(header["t"])) * 1e3, 3)  # node publish -> received
         if self.privileged and self.state is not None and self.state.get("seq") == seq:

@@ -51,7 +51,8 @@ class PandaSim:
         except ImportError as e:  # pragma: no cover - depends on the install
             raise SourceError(f"the panda env needs panda-gym and pybullet ({e}); pip install panda-gym") from None
         self._pb = pb
-        self.env = gym.make(ENV_ID).unwrapped
+        env: Any = gym.make(ENV_ID).unwrapped
+        self.env = env
         self.sim = self.env.sim
         self.pc = self.sim.physics_client
         self.width, self.height = int(width), int(height)
@@ -69,7 +70,7 @@ class PandaSim:
         self._view = self.pc.computeViewMatrix(CAMERA_EYE.tolist(), CAMERA_LOOKAT.tolist(), [-1.0, 0.0, 0.0])
         self._proj = self.pc.computeProjectionMatrixFOV(CAMERA_FOVY, self.width / self.height, NEAR, FAR)
         # camera-to-world from the view matrix (column-major world-to-camera, OpenGL axes)
-        V = np.asarray(self._view, dtype=float).reshape(4, 4).T
+        V = np.asarray(self._view, dtype=np.float64).reshape(4, 4).T
         self._R_wc = V[:3, :3].T.copy()
         self._t_wc = -self._R_wc @ V[:3, 3]
 
@@ -96,15 +97,15 @@ class PandaSim:
     # -- privileged state --------------------------------------------------------------------------
     @property
     def grip_pos(self) -> np.ndarray:
-        return np.asarray(self.env.robot.get_ee_position(), dtype=float).copy()
+        return np.asarray(self.env.robot.get_ee_position(), dtype=np.float64).copy()
 
     @property
     def object_pos(self) -> np.ndarray:
-        return np.asarray(self.sim.get_base_position("object"), dtype=float).copy()
+        return np.asarray(self.sim.get_base_position("object"), dtype=np.float64).copy()
 
     @property
     def target_pos(self) -> np.ndarray:
-        return np.asarray(self.env.task.goal, dtype=float).copy()
+        return np.asarray(self.env.task.goal, dtype=np.float64).copy()
 
     @property
     def finger_width(self) -> float:

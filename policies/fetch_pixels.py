@@ -56,7 +56,7 @@ def detect(image: np.ndarray) -> dict[str, Blob | None]:
     """Find the block (blue) and the target (red) in an RGB image; ``None`` where not visible."""
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
     blue = cv2.inRange(hsv, *BLUE)
-    red = cv2.inRange(hsv, *RED_LO) | cv2.inRange(hsv, *RED_HI)
+    red = cv2.bitwise_or(cv2.inRange(hsv, *RED_LO), cv2.inRange(hsv, *RED_HI))
     return {"block": _largest_blob(blue), "target": _largest_blob(red)}
 
 
