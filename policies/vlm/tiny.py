@@ -204,7 +204,7 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
         return cls(
             text_config=text,
             vision_config=_qwen_vision(size, arch, text["hidden_size"]),
-            tie_word_embeddings=size == "2b" and arch == "qwen2_vl",
+            tie_word_embeddings=size == "2b",  # Qwen2-VL-2B and Qwen2.5-VL-3B tie them
             **ids,
         )
     if arch in ("smolvlm", "idefics3"):
@@ -328,6 +328,7 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
             image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
             video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
             vision_feature_layer=-1,
+            tie_word_embeddings=size == "2b",  # LLaVA-OneVision-Qwen2-0.5B ties them
             image_grid_pinpoints=[[vision["image_size"], vision["image_size"]]],
         )
     raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")

@@ -230,3 +230,24 @@ def test_vlm_snapshot_restore_replays_identically(ckpt) -> None:
     pol._pending = pending
     b = pol.step(f).meta
     assert a["probs"] == b["probs"] and a["cache_tokens"] == b["cache_tokens"] and a["position"] == b["position"]
+
+
+@pytest.mark.parametrize(
+    ("arch", "size", "published_b"),
+    [
+        ("qwen2_vl", "2b", 2.21),
+        ("qwen2_vl", "7b", 8.29),
+        ("qwen2_5_vl", "2b", 3.75),
+        ("qwen2_5_vl", "7b", 8.29),
+        ("smolvlm", "2b", 2.25),
+    ],
+)
+def test_vlm_bench_sizes_have_the_real_dimensions(arch: str, size: str, published_b: float) -> None:
+    """The 2b/7b bench models (random weights) have the published parameter counts (built on meta)."""
+    from agentkit.policies.vlm.tiny import build_config, build_tokenizer, model_class
+
+    cfg = build_config(arch, size, build_tokenizer(arch), 64)
+    with torch.device("meta"):
+        model = model_class(arch)(cfg)
+    n = sum(p.numel() for p in model.parameters()) / 1e9
+    assert abs(n - published_b) / published_b < 0.03, n
