@@ -87,7 +87,7 @@ def bench_stream(
     def run() -> int:
         import torch
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
         from agentkit.policies.vlm.bench import BenchConfig, run_bench
@@ -119,7 +119,7 @@ def bench_stream(
             TimeElapsedColumn(),
             console=console,
         ) as prog:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def cb(name: str, done: int, total: int) -> None:
                 if name not in tasks:

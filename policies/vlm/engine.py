@@ -215,7 +215,8 @@ class StreamSession:
         import torch
 
         idx = None
-        for layer in self.cache.layers:
+        layers: list[Any] = list(self.cache.layers)
+        for layer in layers:
             if not getattr(layer, "is_initialized", True) or layer.keys is None:
                 continue
             if idx is None or idx.device != layer.keys.device:
@@ -228,10 +229,8 @@ class StreamSession:
         """A copy of the stream state (cache tensors cloned) that :meth:`restore` can return to."""
         import copy
 
-        kv = [
-            (layer.keys.clone(), layer.values.clone()) if getattr(layer, "keys", None) is not None else None
-            for layer in self.cache.layers
-        ]
+        layers: list[Any] = list(self.cache.layers)
+        kv = [(ly.keys.clone(), ly.values.clone()) if getattr(ly, "keys", None) is not None else None for ly in layers]
         return {
             "kv": kv,
             "next_pos": self.next_pos,
@@ -244,7 +243,8 @@ class StreamSession:
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Return to a :meth:`snapshot` (the trace is not restored)."""
-        for layer, kv in zip(self.cache.layers, snap["kv"], strict=True):
+        layers: list[Any] = list(self.cache.layers)
+        for layer, kv in zip(layers, snap["kv"], strict=True):
             if kv is not None:
                 layer.keys, layer.values = kv[0].clone(), kv[1].clone()
         import copy
@@ -258,7 +258,8 @@ class StreamSession:
     def cache_bytes(self) -> int:
         """Bytes held by the cache's key/value tensors."""
         total = 0
-        for layer in self.cache.layers:
+        layers: list[Any] = list(self.cache.layers)
+        for layer in layers:
             for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
                 if t is not None:
                     total += t.numel() * t.element_size()

@@ -44,17 +44,18 @@ def pick_device(device: str | None = None, dtype: str | None = None) -> tuple[An
 
 
 def _pil_image_processor(arch: str, path: str) -> Any:
+    cls: Any
     if arch in ("qwen2_vl", "qwen2_5_vl"):
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil as Cls
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil as cls
     elif arch == "llava_onevision":
         from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
-            LlavaOnevisionImageProcessorPil as Cls,
+            LlavaOnevisionImageProcessorPil as cls,
         )
     elif arch == "smolvlm":
-        from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil as Cls
+        from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil as cls
     else:
-        from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil as Cls
-    return Cls.from_pretrained(path)
+        from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil as cls
+    return cls.from_pretrained(path)
 
 
 def load(

@@ -10,6 +10,7 @@ normalized points, boxes and tool calls. The transcript follows Streamo: a user 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -132,6 +133,8 @@ class VLMPolicy(Policy):
         self._close_ids = self.adapter.text_ids(t.turn_close)
         self._eos = self.adapter.eos_ids
         self.session = StreamSession(self.adapter, window=self.window, record=record)
+        self._lock = threading.Lock()  # instruct() comes from the event-loop thread, step() from a worker
+        self._questions: list[tuple[str, float | None]] = []
         self.reset()
 
     def _resolve_state_names(self, state_tokens: Any) -> tuple[str, str, str] | None:
@@ -155,14 +158,16 @@ class VLMPolicy(Policy):
         self.session.reset()
         self._started = False
         self._pending: list[int] = []  # tokens that close the previous assistant turn (appended lazily)
-        self._questions: list[tuple[str, float | None]] = []
+        with self._lock:
+            self._questions = []
         self._generator = torch.Generator().manual_seed(self.decode_cfg.seed)
         self._resized: tuple[int, int] | None = None
 
     def instruct(self, text: str, pts: float | None = None) -> None:
         """Queue a question/task; it enters the user turn of the next frame and is never evicted."""
         if text and text.strip():
-            self._questions.append((text.strip(), pts))
+            with self._lock:
+                self._questions.append((text.strip(), pts))
 
     def close(self) -> None:
         self.session.reset()
@@ -201,13 +206,14 @@ class VLMPolicy(Policy):
         if self._pending:
             pieces.append((self.adapter.encode([self._pending]), s.current_segment))
         header: list[Any] = [t.user_open]
-        if self._questions:  # a question goes into this frame's user turn, in its own pinned segment
-            questions = [q for q, _ in self._questions]
+        with self._lock:
+            asked, self._questions = self._questions, []
+        if asked:  # a question goes into this frame's user turn, in its own pinned segment
+            questions = [q for q, _ in asked]
             meta["questions"] = questions
             q_seg = s.new_segment(frame.pts, pinned=True)
             pieces.append((self.adapter.encode([t.user_open] + [q + "\n" for q in questions]), q_seg))
             header = []
-            self._questions = []
         seg = s.new_segment(frame.pts, pinned=False)
         frame_parts = [*header, t.frame_header.format(t0=frame.pts, t1=frame.pts + 1), frame.image, t.turn_close]
         frame_chunk = self.adapter.encode(frame_parts)
@@ -244,7 +250,7 @@ class VLMPolicy(Policy):
         d.meta.update(meta)
         return d
 
-    def _append_chunks(self, pieces: list[tuple[Any, int | None]]) -> Any:
+    def _append_chunks(self, pieces: list[tuple[Any, int]]) -> Any:
         """Append several encoded chunks in ONE forward call, each under its own segment."""
         from agentkit.policies.vlm.adapters.base import Chunk
 

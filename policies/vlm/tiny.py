@@ -104,6 +104,7 @@ def build_tokenizer(arch: str, vocab_size: int = 400) -> Any:
 
 
 def _qwen_text(size: str, arch: str, vocab: int) -> dict[str, Any]:
+    dims: dict[str, Any]
     if size == "tiny":
         return dict(
             vocab_size=vocab,
@@ -182,6 +183,8 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
     many tokens (a square number times nothing else: ``(image_size / patch / scale) ** 2``).
     """
     vocab = max(len(tokenizer), 1)
+    text: dict[str, Any]
+    vision: dict[str, Any]
     if arch in ("qwen2_vl", "qwen2_5_vl"):
         from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
 
@@ -208,10 +211,9 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
             **ids,
         )
     if arch in ("smolvlm", "idefics3"):
-        if arch == "smolvlm":
-            from transformers import SmolVLMConfig as Cfg
-        else:
-            from transformers import Idefics3Config as Cfg
+        from transformers import Idefics3Config, SmolVLMConfig
+
+        cfg_cls: Any = SmolVLMConfig if arch == "smolvlm" else Idefics3Config
         if size == "tiny":
             text = dict(
                 vocab_size=vocab,
@@ -264,7 +266,7 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
             eos_token_id=tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
             pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         )
-        return Cfg(
+        return cfg_cls(
             text_config=text,
             vision_config=vision,
             scale_factor=scale,

@@ -10,6 +10,7 @@ cache length, which is what keeps eviction exact.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +79,7 @@ class Adapter(abc.ABC):
             ids.add(int(self.tokenizer.eos_token_id))
         return {int(i) for i in ids if i is not None}
 
-    def encode(self, parts: list[Part]) -> Chunk:
+    def encode(self, parts: Sequence[Part]) -> Chunk:
         """One chunk from ordered parts: strings are tokenized, int lists taken as ids, arrays are frames."""
         chunk = Chunk()
         for p in parts:

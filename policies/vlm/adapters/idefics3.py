@@ -32,10 +32,12 @@ class Idefics3Adapter(Adapter):
         vc = cfg.vision_config
         side = int(vc.image_size) // int(vc.patch_size)
         self.seq_len = side * side // int(cfg.scale_factor) ** 2
-        self.fake_id = self.token_id("<fake_token_around_image>")
-        self.global_id = self.token_id("<global-img>")
-        if self.fake_id is None or self.global_id is None:
+        fake_id = self.token_id("<fake_token_around_image>")
+        global_id = self.token_id("<global-img>")
+        if fake_id is None or global_id is None:
             raise ValueError("tokenizer lacks <fake_token_around_image> or <global-img>")
+        self.fake_id: int = fake_id
+        self.global_id: int = global_id
 
     def frame_chunk(self, image: np.ndarray) -> Chunk:
         out = self.image_processor(images=[[image]], return_tensors="pt", do_image_splitting=False)

@@ -49,7 +49,7 @@ class LlavaOnevisionAdapter(Adapter):
         ids = [self.video_token_id] * self.n_tokens
         return Chunk(ids, [2] * self.n_tokens, [{"pixel_values_videos": px}])
 
-    def encode(self, parts: list[Any]) -> Chunk:
+    def encode(self, parts: Any) -> Chunk:
         chunk = super().encode(parts)
         if chunk.types and chunk.types[-1] != 0:
             raise ValueError("a chunk must end with a text token")
