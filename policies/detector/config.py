@@ -7,7 +7,7 @@ value raises :class:`~agentkit.errors.ConfigError` naming the field and the valu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -21,6 +21,8 @@ class DetectorConfig(BaseModel):
         work_width: width in pixels every frame is downscaled to before any analysis (aspect kept). The
             HOG people window is 64x128 px, so at this width a person must span roughly 60-100 % of the
             frame height to be found; raise it (cost grows ~quadratically) for people far from the camera.
+        hog_backend: ``"auto"`` (OpenCV's HOG when this OpenCV build has it, else the NumPy port),
+            ``"opencv"`` or ``"numpy"`` (same detector, same weights, ~3x slower).
         hog_border: pixels of replicated border added above and below the downscaled image so a person
             filling the whole frame height still fits the HOG window.
         hog_border_x: the same on the left and right (0: replicated edge columns look like a person).
@@ -71,6 +73,7 @@ class DetectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     work_width: int = Field(192, ge=64, le=4096)
+    hog_backend: Literal["auto", "opencv", "numpy"] = "auto"
     hog_border: int = Field(32, ge=0, le=256)
     hog_border_x: int = Field(0, ge=0, le=256)
     hog_every: int = Field(2, ge=1, le=100)

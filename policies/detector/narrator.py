@@ -66,7 +66,7 @@ class DetectorNarrator(Policy):
 
     Raises:
         ConfigError: a setting is invalid (the message names the field and the value).
-        PolicyError: OpenCV has no HOG people detector (OpenCV 5 without contrib).
+        PolicyError: ``hog_backend="opencv"`` but this OpenCV has no HOG (OpenCV 5 without contrib).
 
     Example:
         >>> from agentkit.policy import make_policy
@@ -91,6 +91,7 @@ class DetectorNarrator(Policy):
                 stride=cfg.hog_stride,
                 hit_threshold=cfg.hog_hit_threshold,
                 min_score=cfg.hog_min_score,
+                backend=cfg.hog_backend,
             )
             detector = hog.detect
         self._detect = detector
