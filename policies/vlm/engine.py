@@ -26,16 +26,21 @@ class WindowConfig:
     Attributes:
         tokens: most non-sink tokens kept in the cache (``None``: no token limit).
         seconds: drop segments older than this many seconds of stream time (``None``: no time limit).
+        questions: how many of the most recent pinned user questions stay pinned; older ones become
+            ordinary segments (evicted by age/tokens), so hours of questions cannot grow the cache.
     """
 
     tokens: int | None = None
     seconds: float | None = None
+    questions: int = 8
 
     def __post_init__(self) -> None:
         if self.tokens is not None and self.tokens <= 0:
             raise ValueError(f"WindowConfig.tokens must be positive, got {self.tokens!r}")
         if self.seconds is not None and self.seconds <= 0:
             raise ValueError(f"WindowConfig.seconds must be positive, got {self.seconds!r}")
+        if self.questions < 0:
+            raise ValueError(f"WindowConfig.questions must be >= 0, got {self.questions!r}")
 
     @property
     def enabled(self) -> bool:
@@ -60,6 +65,7 @@ class _Segment:
     t: float
     pinned: bool
     n_tokens: int = 0
+    question: bool = False
 
 
 @dataclass
@@ -111,10 +117,13 @@ class StreamSession:
         """Id of the most recently opened segment (0 before any)."""
         return self._seg_counter
 
-    def new_segment(self, t: float, pinned: bool = False) -> int:
-        """Open a segment (the unit of eviction: a frame turn, a question); returns its id."""
+    def new_segment(self, t: float, pinned: bool = False, question: bool = False) -> int:
+        """Open a segment (the unit of eviction: a frame turn, a question); returns its id.
+
+        A ``question`` segment is pinned while it is among the ``window.questions`` most recent ones.
+        """
         self._seg_counter += 1
-        self.segments[self._seg_counter] = _Segment(self._seg_counter, float(t), pinned)
+        self.segments[self._seg_counter] = _Segment(self._seg_counter, float(t), pinned or question, 0, question)
         return self._seg_counter
 
     # -- appending ------------------------------------------------------------------------------------
@@ -185,6 +194,9 @@ class StreamSession:
         """
         if not self.window.enabled:
             return 0
+        questions = sorted((s for s in self.segments.values() if s.question and s.pinned), key=lambda s: s.seg_id)
+        for s in questions[: max(0, len(questions) - self.window.questions)]:
+            s.pinned = False  # an old question ages out like any other segment
         order = [s for s in self.segments.values() if not s.pinned and s.n_tokens > 0]
         if len(order) <= 1:
             return 0

@@ -55,6 +55,7 @@ class VLMPolicy(Policy):
         response_threshold / standby_threshold: see :class:`DecisionConfig`.
         max_new_tokens / temperature / top_p / seed / stop: see :class:`DecodeConfig`.
         window_tokens / window_s: eviction window (``None``: keep everything).
+        window_questions: most recent questions kept pinned against eviction (default 8).
         max_pixels: Qwen only: pixels per frame (fewer vision tokens).
         coord_format: how coordinates in answers are read (``auto``, ``qwen2_vl``, ``qwen2_5_vl``...).
         on_token: called with each piece of response text as it is decoded.
@@ -82,6 +83,7 @@ class VLMPolicy(Policy):
         stop: tuple[str, ...] | list[str] = (),
         window_tokens: int | None = None,
         window_s: float | None = None,
+        window_questions: int = 8,
         max_pixels: int | None = None,
         coord_format: str = "auto",
         on_token: Callable[[str], None] | None = None,
@@ -91,7 +93,7 @@ class VLMPolicy(Policy):
         if kw:
             log.warning("VLMPolicy ignores unknown options: %s", ", ".join(sorted(kw)))
         try:
-            self.window = WindowConfig(window_tokens, window_s)
+            self.window = WindowConfig(window_tokens, window_s, window_questions)
             self.decode_cfg = DecodeConfig(max_new_tokens, temperature, top_p, seed, tuple(stop))
         except ValueError as e:
             raise PolicyError(str(e)) from e
@@ -211,7 +213,7 @@ class VLMPolicy(Policy):
         if asked:  # a question goes into this frame's user turn, in its own pinned segment
             questions = [q for q, _ in asked]
             meta["questions"] = questions
-            q_seg = s.new_segment(frame.pts, pinned=True)
+            q_seg = s.new_segment(frame.pts, question=True)
             pieces.append((self.adapter.encode([t.user_open] + [q + "\n" for q in questions]), q_seg))
             header = []
         seg = s.new_segment(frame.pts, pinned=False)

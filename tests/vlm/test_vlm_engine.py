@@ -251,3 +251,19 @@ def test_vlm_bench_sizes_have_the_real_dimensions(arch: str, size: str, publishe
         model = model_class(arch)(cfg)
     n = sum(p.numel() for p in model.parameters()) / 1e9
     assert abs(n - published_b) / published_b < 0.03, n
+
+
+def test_vlm_old_questions_age_out_beyond_the_pinned_limit(ckpt) -> None:
+    pol = make_policy(
+        "vlm", model=str(ckpt("qwen2_vl")), response_threshold=1.0, window_tokens=40, window_questions=1, record=True
+    )
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        if i in (2, 4):
+            pol.instruct(f"question number {i}", float(i))
+        pol.step(_frame(rng, i))
+    full = [tok for r in pol.session.trace if not r.probe for tok in r.chunk.ids]
+    kept = " ".join(str(full[o]) for o in pol.session.slot_orig)
+    first, second = (" ".join(map(str, pol.adapter.text_ids(f"question number {i}"))) for i in (2, 4))
+    assert second in kept and first not in kept
+    assert compare_with_full_forward(pol.session).max_abs_diff <= TOL
