@@ -108,7 +108,7 @@ class HogPeopleDetector:
         self.backend = "opencv" if (backend != "numpy" and hog_cls is not None) else "numpy"
         self._hog: Any = None
         self._numpy: Any = None
-        if self.backend == "opencv":
+        if hog_cls is not None and self.backend == "opencv":
             self._hog = hog_cls()
             self._hog.setSVMDetector(_default_people_svm(hog_cls))
         else:
