@@ -130,7 +130,10 @@ class VLMPolicy(Policy):
                 )
             self.state_ids = ids
         else:
-            self.state_ids = candidate_ids(self.adapter, self.decision_cfg)
+            try:
+                self.state_ids = candidate_ids(self.adapter, self.decision_cfg)
+            except ValueError as e:
+                raise PolicyError(str(e)) from e
         t = self.adapter.template
         self._close_ids = self.adapter.text_ids(t.turn_close)
         self._eos = self.adapter.eos_ids
@@ -166,7 +169,8 @@ class VLMPolicy(Policy):
         self._resized: tuple[int, int] | None = None
 
     def instruct(self, text: str, pts: float | None = None) -> None:
-        """Queue a question/task; it enters the user turn of the next frame and is never evicted."""
+        """Queue a question/task for the user turn of the next frame; it stays pinned against eviction
+        while it is among the ``window_questions`` most recent ones."""
         if text and text.strip():
             with self._lock:
                 self._questions.append((text.strip(), pts))
