@@ -161,7 +161,7 @@ class NumpyHog:
             sw, sh = round(w / s), round(h / s)
             if sw < WIN_W or sh < WIN_H:
                 break
-            img = gray if s == 1.0 else cv2.resize(gray, (sw, sh), interpolation=cv2.INTER_LINEAR)
+            img = gray if s == 1.0 else cv2.resize(gray, (sw, sh), interpolation=cv2.INTER_LINEAR_EXACT)
             sc = self.scores(img, win_stride)
             ys, xs = np.nonzero(sc >= hit_threshold)
             for y, x in zip(ys.tolist(), xs.tolist(), strict=True):

@@ -3,7 +3,7 @@
 No model file is downloaded: ``HOGDescriptor_getDefaultPeopleDetector()`` returns the SVM weights compiled
 into OpenCV. OpenCV 5 moved HOG out of the main wheel into opencv-contrib (``opencv-contrib-python-headless``);
 OpenCV 4.x has it in ``opencv-python-headless``. :func:`hog_available` tells which case this is. Without it,
-the same detector runs from :mod:`.hog_numpy` (same descriptor to 1e-7, same weights, ~3x slower).
+the same detector runs from :mod:`.hog_numpy` (same descriptor to 1e-7, same detections, ~3x slower).
 
 The image is padded above and below with a replicated border: the detector window expects ~16 px of margin around a
 96 px tall person, so without it a person who fills the frame height (a close camera) is never found.

@@ -74,8 +74,8 @@ def test_detections_equal_opencvs(frames: dict[float, np.ndarray]) -> None:
         r2, w2 = mine.detect_multiscale(g, 0.0, 4, 1.05)
         assert len(r1) == len(r2), t
         for a, b, wa, wb in zip(r1, r2, np.ravel(w1), w2, strict=True):
-            assert np.abs(np.asarray(a) - np.asarray(b)).max() <= 2, t
-            assert abs(float(wa) - wb) < 0.25, t
+            assert np.abs(np.asarray(a) - np.asarray(b)).max() <= 1, t
+            assert abs(float(wa) - wb) < 1e-3, t
 
 
 def test_numpy_detector_finds_the_person(frames: dict[float, np.ndarray]) -> None:
