@@ -53,6 +53,7 @@ class RobotLink:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._frame_t: collections.OrderedDict[int, float] = collections.OrderedDict()
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._closed = False
         self._t0 = time.monotonic()
 
@@ -212,10 +213,22 @@ class RobotLink:
                         continue
                 if fut.done():
                     return fut.result()
+        except asyncio.CancelledError:
+            if kind == "action":  # the agent gave up (a new instruction): stop the robot too
+                task = asyncio.get_running_loop().create_task(self._cancel_remote(msg_id))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            raise
         finally:
             self._pending.pop(msg_id, None)
             if not fut.done():
                 fut.cancel()
+
+    async def _cancel_remote(self, ref: str) -> None:
+        try:
+            await self.request("control", {"cmd": "cancel", "ref": ref}, timeout_s=5.0)
+        except ToolError as e:
+            log.warning("could not cancel action %s on robot %s: %s", ref, self.spec.name, e)
 
     async def _send(self, kind: str, payload: bytes, deadline: float, timeout_s: float) -> int:
         """Publish once connected; returns the connection number it went out on."""

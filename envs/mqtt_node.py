@@ -66,6 +66,8 @@ class RobotNode:
         self._outbox: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=256)
         self._seen: collections.OrderedDict[str, bytes | None] = collections.OrderedDict()  # id -> result
         self._current: asyncio.Task[Any] | None = None
+        self._current_id: str | None = None
+        self._cancelled: set[str] = set()  # ids cancelled while still queued
         self._stop = asyncio.Event()
         self._initial_seed = seed
 
@@ -162,7 +164,15 @@ class RobotNode:
 
     async def _control(self, msg_id: str, msg: dict[str, Any]) -> None:
         cmd = msg.get("cmd")
-        if cmd in ("reset", "cancel"):
+        ref = msg.get("ref")
+        if cmd == "cancel" and isinstance(ref, str):  # one action: the agent gave up on it
+            n = 0
+            if ref == self._current_id:
+                n = await self._cancel_current()
+            elif ref not in self._cancelled:
+                self._cancelled.add(ref)
+            await self._reply(msg_id, True, output={"cancelled": n, **self.robot.meta()})
+        elif cmd in ("reset", "cancel"):
             cancelled = await self._cancel_all()
             if cmd == "reset":
                 seed = msg.get("seed")
@@ -179,14 +189,18 @@ class RobotNode:
             msg = self._queue.get_nowait()
             await self._reply(msg["id"], False, error="cancelled before it started")
             n += 1
-        if self._current is not None and not self._current.done():
-            self._current.cancel()
-            try:
-                await self._current
-            except (asyncio.CancelledError, Exception):
-                pass
-            n += 1
-        return n
+        return n + await self._cancel_current()
+
+    async def _cancel_current(self) -> int:
+        task = self._current
+        if task is None or task.done():
+            return 0
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):
+            pass
+        return 1
 
     async def _worker(self) -> None:
         while True:
@@ -195,12 +209,17 @@ class RobotNode:
             if not isinstance(call_d, dict) or not isinstance(call_d.get("name"), str):
                 await self._reply(msg["id"], False, error="action has no call {name, arguments}")
                 continue
+            if msg["id"] in self._cancelled:
+                self._cancelled.discard(msg["id"])
+                await self._reply(msg["id"], False, error="cancelled before it started")
+                continue
             call = ToolCall(call_d["name"], call_d.get("arguments", {}), msg["id"])
             extra: dict[str, Any] = {}
             frame_t = msg.get("frame_t")
             if isinstance(frame_t, (int, float)):
                 extra["frame_to_action_ms"] = round((msg["_recv"] - frame_t) * 1e3, 3)
             self._current = asyncio.create_task(self.toolbox.run(call, int(msg.get("frame_seq", -1) or -1)))
+            self._current_id = msg["id"]
             try:
                 result = await self._current
             except asyncio.CancelledError:
@@ -210,6 +229,7 @@ class RobotNode:
                 continue
             finally:
                 self._current = None
+                self._current_id = None
             await self._reply(
                 msg["id"],
                 result.ok,

@@ -34,6 +34,17 @@ class PlanPolicy(Policy):
         self._await_actions = 0
         self._idle = 0
         self._checked = False
+        self._interrupted = False
+        self.done = False
+
+    def instruct(self, text: str, pts: float | None = None) -> None:
+        """A new instruction interrupts: the loop cancels the running plan; release, look again, re-plan."""
+        self._attempts = 0
+        self._homed = False
+        self._await_actions = 0
+        self._idle = 0
+        self._checked = False
+        self._interrupted = True
         self.done = False
 
     def _rearm(self, frame: Frame) -> None:
@@ -58,6 +69,11 @@ class PlanPolicy(Policy):
                 self.done = True
                 return Decision.silence(seq=frame.seq, pts=frame.pts, text="task done")
             self._homed = False  # retry: look again from a clear view
+        if self._interrupted:  # whatever the arm held when it was stopped: put it down, then look again
+            self._interrupted = False
+            self._homed = True
+            calls = [ToolCall("open_gripper", {}), ToolCall("home", {})]
+            return self._emit(frame, calls, "interrupted: releasing and clearing the view", [])
         if self.look_first and not self._homed:
             self._homed = True
             return self._emit(frame, [ToolCall("home", {})], "clearing the camera's view", [])

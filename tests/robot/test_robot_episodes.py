@@ -109,3 +109,41 @@ def test_eval_cli_writes_the_report(tmp_path):
     assert report["overall"]["episodes"] == 2 and len(report["episodes"]) == 2
     bad = CliRunner().invoke(app, ["eval", "fetch", "--episodes", "0"])
     assert bad.exit_code == 1 and "--episodes must be >= 1" in bad.output
+
+
+def test_new_instruction_interrupts_a_running_pick_and_the_task_still_succeeds(robot):
+    from agentkit.envs.fetch_source import FetchSource
+    from agentkit.loop import LoopConfig, StreamLoop
+    from agentkit.policy import make_policy
+    from agentkit.sinks import Sink
+    from agentkit.tools.robot import robot_toolbox
+
+    robot.realtime = 2.0  # a pick lasts ~0.6 s of wall time
+    robot.reset(seed=5)
+    policy = make_policy("fetch-pixels")
+    loop = StreamLoop(
+        FetchSource(robot, fps=20), policy, toolbox=robot_toolbox(robot), config=LoopConfig(duration_s=40)
+    )
+    events = {"interrupted_at": None, "results": []}
+
+    class Watch(Sink):
+        def on_decision(self, decision, frame):
+            # home done (1 action), the pick running: interrupt with a new instruction
+            if events["interrupted_at"] is None and frame.meta["busy"] and frame.meta["actions"] == 1:
+                events["interrupted_at"] = robot.sim.steps
+                loop.instruct("put the block on the target")
+            if policy.done and not frame.meta["busy"] and events["interrupted_at"] is not None:
+                loop.stop()
+
+        def on_action(self, result):
+            events["results"].append((result.call.name, result.ok))
+
+    loop.sinks.append(Watch())
+    asyncio.run(loop.run())
+    names = [n for n, _ in events["results"]]
+    assert events["interrupted_at"] is not None
+    assert names[0] == "home" and "pick" in names and names.count("home") == 2, names
+    assert "open_gripper" in names  # released whatever it held before looking again
+    assert names.index("open_gripper") < len(names) - 2  # then the re-plan: home, pick, place
+    assert names == ["home", "open_gripper", "home", "pick", "place"], names
+    assert robot.sim.is_success(), events

@@ -220,3 +220,31 @@ def test_broker_gone_for_good_gives_a_recorded_error_not_a_crash(broker, robot):
             await _close(node, task, source)
 
     asyncio.run(go())
+
+
+@pytest.mark.robot
+def test_cancelling_a_remote_call_stops_the_robot(broker, robot):
+    robot.realtime = 1.0
+
+    async def go():
+        node, task, source, box = await _node_and_agent(broker, robot, fps=10)
+        try:
+            top = robot.sim.object_pos + np.array([0, 0, 0.025])
+            call = asyncio.create_task(box.run(ToolCall("pick", {"xyz": top.tolist()})))
+            await asyncio.sleep(0.5)
+            assert robot.busy == 1
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            for _ in range(50):  # the node hears the cancel and stops the primitive
+                if robot.busy == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert robot.busy == 0
+            steps = robot.sim.steps
+            await asyncio.sleep(0.3)
+            assert robot.sim.steps == steps and 0 < steps < 40  # stopped mid-pick, holding still
+        finally:
+            await _close(node, task, source)
+
+    asyncio.run(go())
