@@ -123,7 +123,7 @@ def robot(
     realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
     env: str = typer.Option("fetch", help="in-process world: fetch (MuJoCo) | panda (PyBullet)"),
 ) -> None:
-    """Run a robot policy live on the Fetch camera stream, with an annotated video."""
+    """Run a robot policy live on a robot camera stream (fetch, panda, or a node over MQTT), annotated video."""
 
     def body() -> int:
         from agentkit.apps.robot import LiveConfig, run_live
