@@ -21,7 +21,6 @@ Scene choices (all made by editing the loaded MuJoCo model at runtime, documente
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -399,10 +398,3 @@ class FetchSim:
             self._renderer.close()
         finally:
             self.env.close()
-
-
-def timed_render(sim: FetchSim) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """Render and report the milliseconds it took (for the live source's metrics)."""
-    t = time.perf_counter()
-    rgb, depth = sim.render()
-    return rgb, depth, (time.perf_counter() - t) * 1e3

@@ -38,7 +38,10 @@ def _up(p: np.ndarray, dz: float) -> np.ndarray:
 
 
 class FetchRobot:
-    """The arm's primitives over one :class:`FetchSim`, serialized by a lock.
+    """The arm's primitives over one world (:class:`FetchSim`, or ``PandaSim``), serialized by a lock.
+
+    The world provides ``step/grip_pos/finger_width/point_to_world/workspace`` and the geometry
+    ``table_top_z/object_half/home_pos``; nothing here is specific to one simulator.
 
     ``busy`` is true while a primitive runs; the live source reports it in ``Frame.meta`` so a policy
     knows when its previous plan has finished.
