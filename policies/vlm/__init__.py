@@ -1,8 +1,7 @@
 """The streaming VLM engine: a persistent KV cache per stream, Silence/Standby/Response per frame.
 
-Importing this package registers the ``vlm`` policy (``make_policy("vlm", model=PATH)``). Heavy imports
-(torch, transformers) happen when a policy is constructed, not here... except through ``VLMPolicy``'s
-module, which itself imports torch lazily.
+Importing this package registers the ``vlm`` policy (``make_policy("vlm", model=PATH)``) and stays
+light: torch and transformers are imported when a policy is constructed.
 
 Modules: :mod:`.engine` (session, cache, eviction), :mod:`.adapters` (per-architecture tokens and
 positions), :mod:`.decide` (state choice), :mod:`.decode` (response decoding), :mod:`.loading`
