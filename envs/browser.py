@@ -339,8 +339,17 @@ class PlaywrightBackend:
             raise ToolError("browser page is not open")
         return self.session.page
 
-    async def click(self, x: float, y: float, button: str = "left", count: int = 1) -> None:
-        await self._page.mouse.click(x, y, button=button, click_count=count)
+    async def click(
+        self, x: float, y: float, button: str = "left", count: int = 1, hold: list[str] | None = None
+    ) -> None:
+        keys = [_playwright_key(k) for k in hold or []]
+        for k in keys:
+            await self._page.keyboard.down(k)
+        try:
+            await self._page.mouse.click(x, y, button=button, click_count=count)
+        finally:
+            for k in reversed(keys):
+                await self._page.keyboard.up(k)
 
     async def move(self, x: float, y: float) -> None:
         await self._page.mouse.move(x, y, steps=4)

@@ -201,12 +201,24 @@ class DesktopBackend:
     async def _pyag(self, fn: str, *args: Any, **kw: Any) -> None:
         await asyncio.to_thread(getattr(self._pag, fn), *args, **kw)
 
-    async def click(self, x: float, y: float, button: str = "left", count: int = 1) -> None:
+    async def click(
+        self, x: float, y: float, button: str = "left", count: int = 1, hold: list[str] | None = None
+    ) -> None:
+        hold = list(hold or [])
         if self.driver == "xdotool":
             b = {"left": "1", "middle": "2", "right": "3"}[button]
-            await self._xdo("mousemove", str(int(x)), str(int(y)), "click", "--repeat", str(count), b)
+            mods = [_XDO_KEYS.get(k, k) for k in hold]
+            down = [a for m in mods for a in ("keydown", m)]
+            up = [a for m in reversed(mods) for a in ("keyup", m)]
+            await self._xdo(*down, "mousemove", str(int(x)), str(int(y)), "click", "--repeat", str(count), b, *up)
         else:
-            await self._pyag("click", int(x), int(y), clicks=count, button=button)
+            for k in hold:
+                await self._pyag("keyDown", k)
+            try:
+                await self._pyag("click", int(x), int(y), clicks=count, button=button)
+            finally:
+                for k in reversed(hold):
+                    await self._pyag("keyUp", k)
 
     async def move(self, x: float, y: float) -> None:
         if self.driver == "xdotool":

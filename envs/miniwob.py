@@ -72,7 +72,7 @@ _DOM_JS = r"""
       own: own.replace(/\s+/g, ' ').trim(), text: (el.textContent || '').replace(/\s+/g, ' ').trim().slice(0, 300),
       x: r.left, y: r.top, w: r.width, h: r.height, visible: visible,
       type: el.type || '', value: (typeof el.value === 'string') ? el.value : null,
-      checked: el.checked === undefined ? null : el.checked,
+      checked: el.checked === undefined ? null : el.checked, selected: el.selected === true,
       parent: index.has(el.parentElement) ? index.get(el.parentElement) : -1,
       focused: document.activeElement === el, placeholder: el.getAttribute('placeholder') || '',
       name: el.getAttribute('name') || '', href: el.getAttribute('href') || '',

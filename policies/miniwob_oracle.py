@@ -64,14 +64,42 @@ class Ctx:
         )
 
 
-def point(el: dict[str, Any]) -> dict[str, float]:
-    x = (el["x"] + el["w"] / 2) / VIEW_W
-    y = (el["y"] + el["h"] / 2) / VIEW_H
+def point(el: dict[str, Any], dom: Dom | None = None) -> dict[str, float]:
+    """Normalized click point of ``el``: its centre, or the nearest spot not covered by a later element."""
+    px, py = el["x"] + el["w"] / 2, el["y"] + el["h"] / 2
+    if dom is not None:
+        by_i = {d["i"]: d for d in dom}
+
+        def inside(d: dict[str, Any]) -> bool:  # is d a descendant of el?
+            p = d["parent"]
+            while p >= 0:
+                if p == el["i"]:
+                    return True
+                p = by_i[p]["parent"] if p in by_i else -1
+            return False
+
+        covers = [
+            d
+            for d in dom
+            if d["i"] > el["i"] and d["visible"] and d["w"] * d["h"] > 0 and d["tag"] not in ("br",) and not inside(d)
+        ]
+        grid = [(fx, fy) for fy in (0.5, 0.2, 0.8, 0.35, 0.65, 0.1, 0.9) for fx in (0.5, 0.2, 0.8, 0.35, 0.65)]
+        for fx, fy in grid:
+            x, y = el["x"] + fx * el["w"], el["y"] + fy * el["h"]
+            if not any(d["x"] <= x <= d["x"] + d["w"] and d["y"] <= y <= d["y"] + d["h"] for d in covers):
+                px, py = x, y
+                break
+    x, y = px / VIEW_W, py / VIEW_H
     return {"x": round(min(max(x, 0.0), 1.0), 5), "y": round(min(max(y, 0.0), 1.0), 5)}
 
 
+_CURRENT_DOM: list[Dom] = []  # the DOM of the step being solved (set by MiniWoBOracle.step)
+
+
 def click(el: dict[str, Any] | None) -> list[ToolCall]:
-    return [] if el is None else [ToolCall("click", {"point": point(el)})]
+    if el is None:
+        return []
+    return [ToolCall("click", {"point": point(el, _CURRENT_DOM[0] if _CURRENT_DOM else None)})]
 
 
 def type_into(el: dict[str, Any] | None, text: str) -> list[ToolCall]:
@@ -234,20 +262,31 @@ def s_click_menu(c: Ctx) -> list[ToolCall]:
 
 def s_click_scroll_list(c: Ctx) -> list[ToolCall]:
     m = re.match(r"Select (.*?) from the scroll list", c.u)
-    names = [w.strip() for w in re.split(r",| and ", m.group(1)) if w.strip()] if m else []  # type: ignore[union-attr]
+    names = [w.strip() for w in m.group(1).split(", ") if w.strip()] if m else []
     select = c.first(lambda d: d["tag"] == "select")
-    if select is None:
+    if select is None or not names:
         return []
-    options = [c.first(lambda d, n=n: d["tag"] == "option" and d["own"] == n) for n in names]
-    if len(names) == 1 and options[0] is not None:
-        opt = options[0]
-        top, bottom = select["y"], select["y"] + select["h"]
-        if opt["y"] < top + 1:
-            return [ToolCall("scroll", {"point": point(select), "direction": "up", "amount": 1})]
-        if opt["y"] + opt["h"] > bottom - 1:
-            return [ToolCall("scroll", {"point": point(select), "direction": "down", "amount": 1})]
-        return click(opt) + click(c.submit())
-    return []  # multi-selection needs ctrl-click; not solved
+    top, bottom = select["y"], select["y"] + select["h"]
+    calls: list[ToolCall] = []
+    for k, name in enumerate(names):
+        opt = c.first(lambda d, n=name: d["tag"] == "option" and d["own"] == n)
+        if opt is None:
+            return []
+        if opt.get("selected"):
+            continue
+        if opt["y"] < top + 1 or opt["y"] + opt["h"] > bottom - 1:
+            # scroll the list so the option is inside it, then look again on the next step
+            direction = "up" if opt["y"] < top + 1 else "down"
+            return [
+                *calls,
+                ToolCall("scroll", {"point": point(select), "direction": direction, "amount": 1}),
+                ToolCall("wait", {"seconds": 0.3}),
+            ]
+        hold = ["ctrl"] if k > 0 or any(o.get("selected") for o in c.find(lambda d: d["tag"] == "option")) else []
+        calls.append(ToolCall("click", {"point": point(opt), "hold": hold}))
+        opt["selected"] = True  # for the rest of this plan
+        return calls  # one option per step: the next step sees the list as it now is
+    return click(c.submit())
 
 
 def s_scroll_text(c: Ctx) -> list[ToolCall]:
@@ -455,6 +494,7 @@ class MiniWoBOracle(Policy):
         ctx = Ctx(utterance, self._dom, self._step)
         self._dom = None
         self._step += 1
+        _CURRENT_DOM[:] = [ctx.dom]
         try:
             calls = SOLVERS[self.task](ctx)
         except (AttributeError, IndexError, KeyError, ValueError, TypeError) as e:

@@ -25,7 +25,9 @@ class GuiBackend(Protocol):
     kind: str
 
     def viewport(self) -> tuple[int, int]: ...
-    async def click(self, x: float, y: float, button: str = "left", count: int = 1) -> None: ...
+    async def click(
+        self, x: float, y: float, button: str = "left", count: int = 1, hold: list[str] | None = None
+    ) -> None: ...
     async def move(self, x: float, y: float) -> None: ...
     async def drag(self, x1: float, y1: float, x2: float, y2: float) -> None: ...
     async def type(self, text: str) -> None: ...
@@ -49,6 +51,9 @@ class PointArgs(_Strict):
 
 class ClickArgs(PointArgs):
     button: Literal["left", "right", "middle"] = "left"
+    hold: list[Literal["ctrl", "shift", "alt", "meta"]] = Field(
+        default_factory=list, max_length=3, description="Modifier keys held during the click (ctrl-click)."
+    )
 
 
 class TypeArgs(_Strict):
@@ -101,7 +106,10 @@ class Click(GuiTool):
 
     async def run(self, args: ClickArgs) -> dict[str, Any]:
         x, y = self.px(args.point)
-        await self.backend.click(x, y, button=args.button)
+        if args.hold:
+            await self.backend.click(x, y, button=args.button, hold=list(args.hold))
+        else:
+            await self.backend.click(x, y, button=args.button)
         return {"x": round(x, 1), "y": round(y, 1)}
 
 

@@ -23,8 +23,8 @@ class _Recorder:
     def viewport(self) -> tuple[int, int]:
         return (200, 100)
 
-    async def click(self, x, y, button="left", count=1):
-        self.calls.append(("click", x, y, button, count))
+    async def click(self, x, y, button="left", count=1, hold=None):
+        self.calls.append(("click", x, y, button, count, hold))
 
     async def move(self, x, y):
         self.calls.append(("move", x, y))
@@ -76,6 +76,8 @@ def test_points_map_to_viewport_pixels_and_outside_is_rejected() -> None:
             await box.run(ToolCall("scroll", {"point": [0.5, 0.5], "direction": "sideways"})),
             await box.run(ToolCall("key", {"keys": "ctrl+a"})),
             await box.run(ToolCall("click", {"point": "middle"})),
+            await box.run(ToolCall("click", {"point": [0.1, 0.1], "hold": ["ctrl"]})),
+            await box.run(ToolCall("click", {"point": [0.1, 0.1], "hold": ["hyper"]})),
         ]
 
     r = asyncio.run(run())
@@ -83,8 +85,10 @@ def test_points_map_to_viewport_pixels_and_outside_is_rejected() -> None:
     assert r[1].ok and r[1].output == {"x": 199.5, "y": 99.5}  # the edge stays inside the viewport
     assert not r[2].ok and "Point.x must be a normalized coordinate" in r[2].error
     assert not r[3].ok and not r[4].ok and not r[5].ok and not r[7].ok
-    assert r[6].ok and rec.calls[-1] == ("key", ["ctrl", "a"])
-    assert [c[0] for c in rec.calls] == ["click", "click", "key"]  # rejected calls never reached the backend
+    assert r[6].ok and rec.calls[2] == ("key", ["ctrl", "a"])
+    assert r[8].ok and rec.calls[-1] == ("click", 20.0, 10.0, "left", 1, ["ctrl"])
+    assert not r[9].ok
+    assert [c[0] for c in rec.calls] == ["click", "click", "key", "click"]  # rejected calls never reached the backend
     assert to_pixels(Point(0.0, 0.0), (10, 10)) == (0.0, 0.0)
 
 
