@@ -8,7 +8,9 @@ and the tests share one wiring of sim -> robot -> tools -> policy -> loop; the p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -375,6 +377,9 @@ async def serve_node(
     robot = FetchRobot(sim, realtime=realtime)
     node = RobotNode(spec, robot, robot_toolbox(robot), fps=fps, depth=depth, seed=seed)
     task = asyncio.create_task(node.run())
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows / not the main thread
+        loop.add_signal_handler(signal.SIGTERM, node.stop)  # a service manager's stop: say offline, exit 0
     try:
         if stop is not None:
             await stop.wait()

@@ -191,7 +191,56 @@ def test_pixels_episode_against_a_robot_node_in_another_process(broker, tmp_path
     finally:
         node.terminate()
         node.wait(10)
-    assert node.returncode in (0, -15), (tmp_path / "node.log").read_text()[-2000:]
+    assert node.returncode == 0, (tmp_path / "node.log").read_text()[-2000:]  # SIGTERM: a clean stop
+    assert asyncio.run(_retained_status(broker, "r9"))["online"] is False
+
+
+async def _retained_status(broker, name):
+    import aiomqtt
+
+    async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+        await c.subscribe(f"agentkit/{name}/status", qos=1)
+        async with asyncio.timeout(5):
+            async for m in c.messages:
+                return json.loads(m.payload)
+
+
+@pytest.mark.robot
+def test_a_killed_node_is_reported_offline_by_the_broker_last_will(broker, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cli = "import agentkit.commands.robot; from agentkit.commands import app; app()"
+    node = subprocess.Popen(
+        [sys.executable, "-c", cli, "robot-node", "--broker", broker.url, "--name", "r8", "--fps", "5"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if asyncio.run(_retained_status_or_none(broker, "r8")):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the node never came online")
+    finally:
+        node.kill()  # no goodbye: only the broker's last will can tell
+        node.wait(10)
+    deadline = time.monotonic() + 20  # keepalive 5 s: the broker notices within 1.5x that
+    while time.monotonic() < deadline:
+        status = asyncio.run(_retained_status_or_none(broker, "r8"))
+        if status is not None and status["online"] is False:
+            return
+        time.sleep(0.5)
+    pytest.fail("the broker never published the node's last will")
+
+
+async def _retained_status_or_none(broker, name):
+    try:
+        status = await asyncio.wait_for(_retained_status(broker, name), 1.0)
+    except TimeoutError:
+        return None
+    return status if status and status.get("online") is not None else None
 
 
 def test_unreachable_broker_is_one_clear_error():
