@@ -19,6 +19,7 @@ import difflib
 import re
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ class TextBox:
 class Intent:
     """One thing the instruction asks for."""
 
-    kind: str  # click_text | click_link | focus_field | type | click_close
+    kind: str  # click_text | click_link | focus_field | type | click_close | click_button
     target: str = ""
     index: int = 0  # which text field (0-based) for focus_field
     loose: bool = False  # random label strings: fall back to the most similar unclaimed line
@@ -81,6 +82,11 @@ def _norm(s: str) -> str:
     return re.sub(r"\s+", "", s).strip().lower()
 
 
+def _fold(s: str) -> str:
+    """Lower case, no spaces, accents removed ("Cancél" -> "cancel") for fuzzy comparison."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", _norm(s)) if not unicodedata.combining(ch))
+
+
 def _strip_punct(s: str) -> str:
     return s.strip(" .,;:!?\"'()[]")
 
@@ -111,6 +117,11 @@ def parse_instruction(text: str) -> list[Intent]:
     m = re.match(r"Click button (\w+), then click button (\w+)", u)
     if m:
         return [Intent("click_text", m.group(1)), Intent("click_text", m.group(2))]
+    m = re.match(r"Click button (\w+)\.?$", u)
+    if m:
+        return [Intent("click_text", m.group(1))]
+    if re.match(r"Click (?:on )?the button\.?$", u):
+        return [Intent("click_button")]
     m = re.match(r"Click on (Tab #\d+)", u)
     if m:
         return [Intent("click_text", m.group(1))]
@@ -193,15 +204,28 @@ def find_text(boxes: list[TextBox], target: str, image: np.ndarray | None = None
             continue
         for word, s, e in _token_spans(tb.text):
             w = _strip_punct(word)
-            if w.lower() == want.lower() and " " not in want:
+            if " " in want or not want:
+                continue
+            if w.lower() == want.lower():
                 cands.append((2.0 + (w == want) * 0.5, _sub_box(tb, s, e)))
-        ratio = difflib.SequenceMatcher(None, _norm(line), _norm(want)).ratio()
+                continue
+            token_ratio = difflib.SequenceMatcher(None, _fold(w), _fold(want)).ratio()
+            if len(want) >= 3 and token_ratio >= 0.7:  # one misread letter ("guis" for an underlined "quis")
+                cands.append((1.2 + token_ratio / 2, _sub_box(tb, s, e)))
+            elif (
+                len(want) >= 3
+                and len(w) > len(want)
+                and (w.lower().startswith(want.lower()) or w.lower().endswith(want.lower()))
+            ):  # OCR dropped a space: "nunctortor" holds "tortor"
+                off = s + (0 if w.lower().startswith(want.lower()) else word.lower().rfind(want.lower()))
+                cands.append((1.8, _sub_box(tb, off, off + len(want))))
+        ratio = difflib.SequenceMatcher(None, _fold(line), _fold(want)).ratio()
         if ratio >= 0.75:
             cands.append((1.0 + ratio / 2, tb.box))
     if not cands:
         return None
     if link and image is not None:
-        cands = [(score + (0.8 if _blueness(image, box) > 40 else 0.0), box) for score, box in cands]
+        cands = [(score + (1.5 if _blueness(image, box) > 40 else 0.0), box) for score, box in cands]
     cands.sort(key=lambda c: -c[0])
     return cands[0][1]
 
@@ -241,6 +265,25 @@ def find_text_fields(image: np.ndarray) -> list[Box]:
         found.append((x, y, bw, bh))
     found.sort(key=lambda r: (r[1], r[0]))
     return [Box.from_pixels(x, y, x + bw, y + bh, w, h) for x, y, bw, bh in found]
+
+
+def find_buttons(image: np.ndarray) -> list[Box]:
+    """Push buttons: bordered rectangles filled with the light grey of a default button. Largest first."""
+    h, w = image.shape[:2]
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    mask = ((gray >= 225) & (gray <= 243)).astype(np.uint8)  # default button face (#efefef) vs white page
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    found = []
+    for c in contours:
+        x, y, bw, bh = cv2.boundingRect(c)
+        if bw < 0.06 * w or bh < 0.03 * h or bw > 0.95 * w or bh > 0.5 * h:
+            continue
+        if cv2.contourArea(c) < 0.7 * bw * bh:  # not a filled rectangle
+            continue
+        found.append((bw * bh, Box.from_pixels(x, y, x + bw, y + bh, w, h, label="button")))
+    found.sort(key=lambda f: -f[0])
+    return [b for _, b in found]
 
 
 def _x_template(size: int) -> np.ndarray:
@@ -316,6 +359,9 @@ class OcrGuiPolicy(Policy):
                 box = fields[intent.index] if len(fields) > intent.index else None
             elif intent.kind == "click_close":
                 box = find_close_icon(image)
+            elif intent.kind == "click_button":
+                buttons = find_buttons(image)
+                box = buttons[0] if buttons else None
             elif intent.kind == "type":
                 calls.append(ToolCall("type", {"text": intent.target}))
                 continue
