@@ -13,6 +13,7 @@ return the calls of several steps at once when nothing on the page has to change
 
 from __future__ import annotations
 
+import contextvars
 import re
 from collections.abc import Callable
 from typing import Any
@@ -93,13 +94,15 @@ def point(el: dict[str, Any], dom: Dom | None = None) -> dict[str, float]:
     return {"x": round(min(max(x, 0.0), 1.0), 5), "y": round(min(max(y, 0.0), 1.0), 5)}
 
 
-_CURRENT_DOM: list[Dom] = []  # the DOM of the step being solved (set by MiniWoBOracle.step)
+# The DOM of the step being solved, so `click` can avoid covered spots (set by MiniWoBOracle.step;
+# a ContextVar keeps concurrent oracles in different threads apart).
+_CURRENT_DOM: contextvars.ContextVar[Dom | None] = contextvars.ContextVar("miniwob_oracle_dom", default=None)
 
 
 def click(el: dict[str, Any] | None) -> list[ToolCall]:
     if el is None:
         return []
-    return [ToolCall("click", {"point": point(el, _CURRENT_DOM[0] if _CURRENT_DOM else None)})]
+    return [ToolCall("click", {"point": point(el, _CURRENT_DOM.get())})]
 
 
 def type_into(el: dict[str, Any] | None, text: str) -> list[ToolCall]:
@@ -494,7 +497,7 @@ class MiniWoBOracle(Policy):
         ctx = Ctx(utterance, self._dom, self._step)
         self._dom = None
         self._step += 1
-        _CURRENT_DOM[:] = [ctx.dom]
+        _CURRENT_DOM.set(ctx.dom)
         try:
             calls = SOLVERS[self.task](ctx)
         except (AttributeError, IndexError, KeyError, ValueError, TypeError) as e:
