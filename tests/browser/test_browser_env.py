@@ -116,3 +116,20 @@ def test_restart_after_page_crash(tmp_path: Path) -> None:
     assert crashes == 1
     assert restarted
     assert text == "alive"
+
+
+def test_restart_after_browser_death(tmp_path: Path) -> None:
+    url = _page(tmp_path, "<h1 id=h>back</h1>")
+
+    async def run() -> tuple[bool, bool, str]:
+        async with BrowserSession(BrowserConfig(width=320, height=240, allow_file_roots=[str(tmp_path)])) as b:
+            await b.goto(url)
+            await b._browser.close()  # the browser process goes away
+            dead = not b.alive
+            restarted = await b.ensure_alive()
+            text = await b.evaluate("() => document.getElementById('h').textContent")
+            return dead, restarted, text
+
+    dead, restarted, text = asyncio.run(run())
+    assert dead and restarted
+    assert text == "back"
