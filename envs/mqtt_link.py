@@ -96,7 +96,7 @@ class RobotLink:
                     self.spec.port,
                     identifier=f"agentkit-agent-{self.spec.name}-{uuid.uuid4().hex[:8]}",
                     keepalive=5,
-                    timeout=5,
+                    timeout=2,  # also bounds the wait for the broker's goodbye when closing
                 ) as client:
                     for kind in ("frame", "result", "status") + (("state",) if self.privileged else ()):
                         await client.subscribe(self.spec.topic(kind), qos=1 if kind in ("result", "status") else 0)

@@ -254,7 +254,7 @@ class RobotNode:
                     identifier=f"agentkit-node-{self.spec.name}-{self.session}",
                     will=will,
                     keepalive=5,
-                    timeout=5,
+                    timeout=2,  # also bounds the wait for the broker's goodbye when stopping
                 ) as client:
                     self.client = client
                     await client.subscribe(self.spec.topic("action"), qos=1)
@@ -305,7 +305,23 @@ class RobotNode:
             await self._stop.wait()
         finally:
             self._stop.set()
+            said_goodbye = await self._goodbye()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._offline()
+            if not said_goodbye:
+                await self._offline()
+
+    async def _goodbye(self) -> bool:
+        """Publish the retained offline status on the live connection (a clean stop, not the will)."""
+        import aiomqtt
+
+        client = self.client
+        if client is None or not self.connected.is_set():
+            return False
+        off = dumps({"online": False, "session": self.session})
+        try:
+            await asyncio.wait_for(client.publish(self.spec.topic("status"), off, qos=1, retain=True), 2.0)
+            return True
+        except (aiomqtt.MqttError, TimeoutError):
+            return False
