@@ -23,6 +23,9 @@ def narrate(
     tts: bool = typer.Option(None, "--tts/--no-tts", help="Speak Responses with espeak-ng."),
     policy: str = typer.Option(None, "--policy", "-p", help="Policy name (detector, vlm, ...)."),
     model: str = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id (for --policy vlm)."),
+    policy_arg: list[str] = typer.Option(
+        None, "--policy-arg", "-a", help="KEY=VALUE for the policy's constructor (repeatable; VALUE is YAML)."
+    ),
     gate: bool = typer.Option(None, "--gate/--no-gate", help="Cheap motion gate in front of the policy."),
     record: bool = typer.Option(None, "--record/--no-record", help="Also save frames.mp4 for replay."),
     max_frames: int = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
@@ -51,6 +54,10 @@ def narrate(
             outputs = dict(load_yaml(config).get("outputs", {})) if config else {}
             outputs["record_frames"] = record
             overrides["outputs"] = outputs
+        if policy_arg:
+            args = dict(load_yaml(config).get("policy_args", {})) if config else {}
+            args.update(parse_key_values(policy_arg))
+            overrides["policy_args"] = args
         cfg = load_config(NarratorConfig, config, overrides)
         summary = asyncio.run(run_narrator(cfg, progress=progress))
         _print_summary(summary.metrics, cfg.out)
@@ -84,6 +91,24 @@ def replay(
         return 0
 
     run_guarded(run)
+
+
+def parse_key_values(items: list[str]) -> dict[str, object]:
+    """``["a=1", "b=x y"]`` -> ``{"a": 1, "b": "x y"}`` (values parsed as YAML scalars)."""
+    import yaml
+
+    from agentkit.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--policy-arg expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
 
 
 def _print_summary(m: dict, out: Path) -> None:
