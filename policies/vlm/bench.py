@@ -175,7 +175,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None
             if progress:
                 progress("history", done, total)
         if tpf_measured is None:
-            tpf_measured = sum(1 for i in pol.adapter.frame_chunk(frames[0].image).types if i == 1)
+            tpf_measured = sum(1 for i in pol.adapter.frame_chunk(frames[0].image).types if i != 0)
         # side by side: the engine's step at exactly this history (session restored from a snapshot before
         # each timed step) alternates with a full re-prefill, so machine noise hits both alike
         snap, pending = pol.session.snapshot(), list(pol._pending)
