@@ -49,6 +49,7 @@ def build_tiny_cmd(
     out_dir: Path = typer.Argument(..., help="Folder to write the checkpoint to."),
     size: str = typer.Option("tiny", "--size", help="tiny | 2b | 7b (real dimensions, random weights)."),
     tokens_per_frame: int = typer.Option(None, "--tokens-per-frame", help="Vision tokens per frame."),
+    state_tokens: str = typer.Option("agentkit", "--state-tokens", help="agentkit | streamo | none."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Build a random-weight checkpoint offline (tokenizer trained here) loadable with from_pretrained."""
@@ -60,7 +61,12 @@ def build_tiny_cmd(
         _check_arch(arch)
         if size not in SIZES:
             fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
-        path = build_tiny(arch, out_dir, size=size, seed=seed, tokens_per_frame=tokens_per_frame)
+        from agentkit.policies.vlm.decide import STATE_TOKEN_SETS
+
+        if state_tokens not in (*STATE_TOKEN_SETS, "none"):
+            fail(f"--state-tokens must be agentkit, streamo or none, got {state_tokens!r}")
+        names = () if state_tokens == "none" else STATE_TOKEN_SETS[state_tokens]
+        path = build_tiny(arch, out_dir, size=size, seed=seed, tokens_per_frame=tokens_per_frame, state_tokens=names)
         typer.echo(f"built {arch} ({size}, random weights) in {path}")
         return 0
 

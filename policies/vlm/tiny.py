@@ -63,19 +63,21 @@ Should I respond now? Answer yes or no. yes no wait. The car stops at the light,
 """
 
 
-def _specials(arch: str) -> list[str]:
+def _specials(arch: str, state_tokens: tuple[str, ...] = STATE_TOKENS) -> list[str]:
     if arch == "llava_onevision":
-        return _LLAVA_SPECIALS + list(STATE_TOKENS)
+        return _LLAVA_SPECIALS + list(state_tokens)
     base = _QWEN_SPECIALS if arch in ("qwen2_vl", "qwen2_5_vl") else _SMOL_SPECIALS
-    return base + list(STATE_TOKENS)
+    return base + list(state_tokens)
 
 
-def build_tokenizer(arch: str, vocab_size: int = 400) -> Any:
+def build_tokenizer(arch: str, vocab_size: int = 400, state_tokens: tuple[str, ...] = STATE_TOKENS) -> Any:
     """Train a byte-level BPE tokenizer on a small built-in corpus and wrap it for transformers.
 
     Args:
         arch: one of :data:`ARCHS`; decides which special tokens are added.
         vocab_size: target BPE vocabulary size (specials included).
+        state_tokens: the decision tokens to add (e.g. Streamo's ``</Silence>``...; empty for none, as in
+            a stock instruct checkpoint).
 
     Returns:
         A ``transformers`` fast tokenizer with the architecture's special tokens and the state tokens.
@@ -83,7 +85,7 @@ def build_tokenizer(arch: str, vocab_size: int = 400) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = _specials(arch)
+    specials = _specials(arch, tuple(state_tokens))
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -383,16 +385,18 @@ def build_model(
     dtype: Any = None,
     device: Any = None,
     tokens_per_frame: int | None = None,
+    state_tokens: tuple[str, ...] = STATE_TOKENS,
 ) -> tuple:
     """Build ``(model, tokenizer, image_processor)`` in memory with random weights (no disk round trip).
 
-    ``tokens_per_frame`` defaults to 4 for ``tiny`` and 64 for the real sizes.
+    ``tokens_per_frame`` defaults to 4 for ``tiny`` and 64 for the real sizes; ``state_tokens`` as in
+    :func:`build_tokenizer`.
     """
     import torch
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
-    tokenizer = build_tokenizer(arch)
+    tokenizer = build_tokenizer(arch, state_tokens=tuple(state_tokens))
     tpf = tokens_per_frame or (4 if size == "tiny" else 64)
     if arch == "llava_onevision" and not tokens_per_frame:
         tpf += 1  # pooled square + one newline embedding
@@ -412,27 +416,35 @@ def build_model(
 
 
 def build_tiny(
-    arch: str, out_dir: str | Path, size: str = "tiny", seed: int = 0, tokens_per_frame: int | None = None
+    arch: str,
+    out_dir: str | Path,
+    size: str = "tiny",
+    seed: int = 0,
+    tokens_per_frame: int | None = None,
+    state_tokens: tuple[str, ...] = STATE_TOKENS,
 ) -> Path:
     """Build a random-weight checkpoint of ``arch`` and save it under ``out_dir``.
 
     Args:
-        arch: ``qwen2_vl``, ``qwen2_5_vl``, ``smolvlm`` or ``idefics3``.
+        arch: one of :data:`ARCHS`.
         out_dir: directory to write (created).
         size: ``tiny`` for tests; ``2b``/``7b`` for the real dimensions (gigabytes on disk).
         seed: torch seed for the random weights.
         tokens_per_frame: vision tokens per frame (default 4 for tiny, 64 otherwise).
+        state_tokens: decision tokens in the vocabulary (Streamo's, agentkit's, or none).
 
     Returns:
         The checkpoint directory, loadable with ``from_pretrained`` and ``make_policy("vlm", model=...)``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, tokenizer, processor = build_model(arch, size, seed, tokens_per_frame=tokens_per_frame)
+    model, tokenizer, processor = build_model(
+        arch, size, seed, tokens_per_frame=tokens_per_frame, state_tokens=tuple(state_tokens)
+    )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     processor.save_pretrained(out)
     (out / "agentkit_vlm.json").write_text(
-        json.dumps({"arch": arch, "size": size, "random_weights": True, "state_tokens": list(STATE_TOKENS)}, indent=2)
+        json.dumps({"arch": arch, "size": size, "random_weights": True, "state_tokens": list(state_tokens)}, indent=2)
     )
     return out

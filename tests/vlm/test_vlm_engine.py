@@ -267,3 +267,19 @@ def test_vlm_old_questions_age_out_beyond_the_pinned_limit(ckpt) -> None:
     first, second = (" ".join(map(str, pol.adapter.text_ids(f"question number {i}"))) for i in (2, 4))
     assert second in kept and first not in kept
     assert compare_with_full_forward(pol.session).max_abs_diff <= TOL
+
+
+def test_vlm_auto_decision_detects_streamo_tokens_or_falls_back_to_zero_shot(tmp_path: Path) -> None:
+    from agentkit.policies.vlm.decide import STATE_TOKEN_SETS
+
+    streamo = build_tiny("smolvlm", tmp_path / "streamo", state_tokens=STATE_TOKEN_SETS["streamo"])
+    pol = make_policy("vlm", model=str(streamo))
+    assert pol.decision_cfg.mode == "tokens" and pol.state_names == STATE_TOKEN_SETS["streamo"]
+    d = pol.step(_frame(np.random.default_rng(0), 0))
+    assert set(d.meta["probs"]) == {"silence", "standby", "response"}
+    stock = build_tiny("qwen2_vl", tmp_path / "stock", state_tokens=())  # like a stock instruct checkpoint
+    pol = make_policy("vlm", model=str(stock))
+    assert pol.decision_cfg.mode == "zero_shot"
+    assert set(pol.step(_frame(np.random.default_rng(0), 0)).meta["probs"]) == {"silence", "response"}
+    with pytest.raises(PolicyError, match="state tokens"):
+        make_policy("vlm", model=str(stock), decision="tokens")
