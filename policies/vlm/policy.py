@@ -183,7 +183,8 @@ class VLMPolicy(Policy):
         try:
             d = self._step(frame, t0)
         except Exception as e:
-            log.warning("vlm step failed on frame %s: %s", frame.seq, e, exc_info=True)
+            log.warning("vlm step failed on frame %s: %s", frame.seq, e)
+            log.debug("vlm step failure", exc_info=True)
             self.reset()
             d = Decision.silence(
                 errors=[
@@ -204,6 +205,10 @@ class VLMPolicy(Policy):
     def _step(self, frame: Frame, t0: float) -> Decision:
         s = self.session
         t = self.adapter.template
+        try:  # a frame the processor rejects is skipped; the stream and its cache stay as they are
+            vision = self.adapter.frame_chunk(frame.image)
+        except (ValueError, RuntimeError) as e:
+            return Decision.silence(errors=[f"frame rejected by the image processor: {str(e).splitlines()[0]}"])
         if not self._started:
             self._prefill()
         meta: dict[str, Any] = {}
@@ -221,7 +226,7 @@ class VLMPolicy(Policy):
             pieces.append((self.adapter.encode([t.user_open] + [q + "\n" for q in questions]), q_seg))
             header = []
         seg = s.new_segment(frame.pts, pinned=False)
-        frame_parts = [*header, t.frame_header.format(t0=frame.pts, t1=frame.pts + 1), frame.image, t.turn_close]
+        frame_parts = [*header, t.frame_header.format(t0=frame.pts, t1=frame.pts + 1), vision, t.turn_close]
         frame_chunk = self.adapter.encode(frame_parts)
         self._resized = self._resized_size(frame_chunk)
         zero_shot = self.decision_cfg.mode == "zero_shot"

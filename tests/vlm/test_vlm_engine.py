@@ -283,3 +283,20 @@ def test_vlm_auto_decision_detects_streamo_tokens_or_falls_back_to_zero_shot(tmp
     assert set(pol.step(_frame(np.random.default_rng(0), 0)).meta["probs"]) == {"silence", "response"}
     with pytest.raises(PolicyError, match="state tokens"):
         make_policy("vlm", model=str(stock), decision="tokens")
+
+
+@pytest.mark.parametrize("arch", ["qwen2_vl", "smolvlm", "llava_onevision"])
+def test_vlm_odd_frame_shapes_and_rejected_frames(ckpt, arch: str) -> None:
+    pol = make_policy("vlm", model=str(ckpt(arch)), response_threshold=1.0)
+    for i, shape in enumerate([(1, 1), (2, 600), (1000, 1), (8, 8)]):
+        d = pol.step(Frame(np.zeros((*shape, 3), np.uint8), t=float(i), pts=float(i), seq=i))
+        assert not d.errors, (shape, d.errors)
+    before = (len(pol.session), pol.session.next_pos)
+
+    def reject(image):
+        raise ValueError("unsupported image")
+
+    pol.adapter.frame_chunk = reject
+    d = pol.step(Frame(np.zeros((8, 8, 3), np.uint8), t=5.0, pts=5.0, seq=5))
+    assert d.errors and "frame rejected" in d.errors[0]
+    assert (len(pol.session), pol.session.next_pos) == before  # skipped, the stream was not reset

@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-Part = str | np.ndarray | list[int]
-
 
 @dataclass(frozen=True)
 class Template:
@@ -45,6 +43,9 @@ class Chunk:
         self.ids += other.ids
         self.types += other.types
         self.images += other.images
+
+
+Part = str | np.ndarray | list[int] | Chunk  # one piece of a prompt
 
 
 class Adapter(abc.ABC):
@@ -80,10 +81,13 @@ class Adapter(abc.ABC):
         return {int(i) for i in ids if i is not None}
 
     def encode(self, parts: Sequence[Part]) -> Chunk:
-        """One chunk from ordered parts: strings are tokenized, int lists taken as ids, arrays are frames."""
+        """One chunk from ordered parts: strings are tokenized, int lists taken as ids, arrays are frames,
+        chunks (an already encoded frame) are taken as they are."""
         chunk = Chunk()
         for p in parts:
-            if isinstance(p, str):
+            if isinstance(p, Chunk):
+                chunk.extend(p)
+            elif isinstance(p, str):
                 ids = self.text_ids(p)
                 chunk.extend(Chunk(ids, [0] * len(ids)))
             elif isinstance(p, np.ndarray):

@@ -40,7 +40,9 @@ class Idefics3Adapter(Adapter):
         self.global_id: int = global_id
 
     def frame_chunk(self, image: np.ndarray) -> Chunk:
-        out = self.image_processor(images=[[image]], return_tensors="pt", do_image_splitting=False)
+        out = self.image_processor(
+            images=[[image]], return_tensors="pt", do_image_splitting=False, input_data_format="channels_last"
+        )
         n = self.seq_len
         ids = [self.fake_id, self.global_id] + [self.image_token_id] * n + [self.fake_id]
         types = [0, 0] + [1] * n + [0]

@@ -36,7 +36,8 @@ class QwenVLAdapter(Adapter):
         self.merge = int(cfg.vision_config.spatial_merge_size)
 
     def frame_chunk(self, image: np.ndarray) -> Chunk:
-        out = self.image_processor(images=[image], return_tensors="pt")
+        image = _limit_aspect(image, 100.0)  # smart_resize rejects aspect ratios above 200
+        out = self.image_processor(images=[image], return_tensors="pt", input_data_format="channels_last")
         grid = out["image_grid_thw"]
         n = int(grid.prod().item()) // (self.merge**2)
         ids = [self.vision_start_id] + [self.image_token_id] * n + [self.vision_end_id]
@@ -83,3 +84,15 @@ class QwenVLAdapter(Adapter):
 
     def reset_state(self) -> None:
         self.model.model.rope_deltas = None
+
+
+def _limit_aspect(image: np.ndarray, max_ratio: float) -> np.ndarray:
+    """Pad (black) the short side of a very elongated frame so its aspect ratio is at most ``max_ratio``."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_ratio * min(h, w):
+        return image
+    if h < w:
+        pad = int(np.ceil(w / max_ratio)) - h
+        return np.pad(image, ((0, pad), (0, 0), (0, 0)))
+    pad = int(np.ceil(h / max_ratio)) - w
+    return np.pad(image, ((0, 0), (0, pad), (0, 0)))
