@@ -297,3 +297,37 @@ def test_cancelling_a_remote_call_stops_the_robot(broker, robot):
             await _close(node, task, source)
 
     asyncio.run(go())
+
+
+@pytest.mark.robot
+def test_node_action_queue_is_bounded(broker, robot):
+    import aiomqtt
+
+    robot.realtime = 1.0  # each home takes a while: the queue fills
+
+    async def go():
+        node, task, source, _ = await _node_and_agent(broker, robot, fps=5, max_pending=2)
+        try:
+            replies = {}
+            async with aiomqtt.Client("127.0.0.1", broker.port) as c:
+                await c.subscribe("agentkit/r1/result", qos=1)
+                for i in range(6):
+                    msg = {
+                        "id": f"a{i}",
+                        "t": time.time(),
+                        "call": {"name": "go_to", "arguments": {"xyz": [1.3, 0.6 + 0.05 * i, 0.6]}},
+                    }
+                    await c.publish("agentkit/r1/action", json.dumps(msg).encode(), qos=1)
+                async with asyncio.timeout(20):
+                    async for m in c.messages:
+                        r = json.loads(m.payload)
+                        replies[r["id"]] = r
+                        if len(replies) == 6:
+                            break
+            busy = [k for k, r in replies.items() if not r["ok"] and "robot busy" in r["error"]]
+            done = [k for k, r in replies.items() if r["ok"]]
+            assert busy and len(done) >= 2 and len(busy) + len(done) == 6, replies
+        finally:
+            await _close(node, task, source)
+
+    asyncio.run(go())
