@@ -178,6 +178,7 @@ def verify_stream(
     device: str = typer.Option(None, "--device"),
     dtype: str = typer.Option("float32", "--dtype", help="Keep float32 for the 1e-4 tolerance."),
     max_pixels: int = typer.Option(None, "--max-pixels", help="Qwen: pixels per frame (fewer tokens)."),
+    video: Path = typer.Option(None, "--video", help="Stream this video's first frames instead of noise."),
 ) -> None:
     """Stream frames + a question + a response through the engine and compare with one full forward."""
 
@@ -192,6 +193,8 @@ def verify_stream(
             fail("give exactly one of --model PATH and --arch ARCH")
         if frames < 4:
             fail(f"--frames must be >= 4, got {frames}")
+        if video is not None and not video.is_file():
+            fail(f"--video {video} is not a file")
         _quiet_transformers()
         with tempfile.TemporaryDirectory() as tmp:
             src = model
@@ -201,13 +204,16 @@ def verify_stream(
             loaded = load(src, device=device, dtype=dtype, max_pixels=max_pixels)
             per_frame = len(loaded.adapter.frame_chunk(_probe_image()).ids) + 16
             window = window_tokens or 3 * per_frame
+            vid = str(video) if video else None
+            n = frames
             results = [
-                stream_and_compare(loaded, frames=frames, response_tokens=response_tokens),
-                stream_and_compare(loaded, frames=frames, response_tokens=response_tokens, window_tokens=window),
+                stream_and_compare(loaded, frames=n, response_tokens=response_tokens, video=vid),
+                stream_and_compare(loaded, frames=n, response_tokens=response_tokens, window_tokens=window, video=vid),
             ]
         bad = False
         what = f"tiny random {arch} checkpoint" if arch else src
-        typer.echo(f"verify stream: {loaded.arch} ({what}), {frames} frames, tolerance {tol:g}")
+        src_frames = f"frames of {video}" if video else "random frames"
+        typer.echo(f"verify stream: {loaded.arch} ({what}), {results[0].report.frames} {src_frames}, tolerance {tol:g}")
         for r in results:
             ok = r.report.ok(tol)
             bad |= not ok

@@ -55,10 +55,13 @@ class DecodeResult:
     token_times_ms: list[float] = field(default_factory=list)
 
 
-def sample(logits: Any, cfg: DecodeConfig, generator: Any) -> int:
-    """One token id from ``logits`` (greedy when ``temperature == 0``)."""
+def sample(logits: Any, cfg: DecodeConfig, generator: Any, banned: list[int] | None = None) -> int:
+    """One token id from ``logits`` (greedy when ``temperature == 0``), never one of ``banned``."""
     import torch
 
+    if banned:
+        logits = logits.clone()
+        logits[torch.tensor(banned, device=logits.device)] = float("-inf")
     if cfg.temperature == 0:
         return int(torch.argmax(logits).item())
     probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
@@ -92,6 +95,7 @@ def decode(
         t0: ``time.perf_counter()`` the time to first token is measured from (default: now).
     """
     tok = session.adapter.tokenizer
+    banned = sorted(session.adapter.placeholder_ids)
     t0 = time.perf_counter() if t0 is None else t0
     ids: list[int] = []
     times: list[float] = []
@@ -99,7 +103,7 @@ def decode(
     logits = first_logits
     stopped = "max_tokens"
     while True:
-        nid = sample(logits, cfg, generator)
+        nid = sample(logits, cfg, generator, banned)
         times.append((time.perf_counter() - t0) * 1000.0)
         if nid in eos_ids:
             stopped = "eos"

@@ -40,6 +40,7 @@ def stream_and_compare(
     dtype: str | None = "float32",
     seed: int = 0,
     label: str = "",
+    video: str | None = None,
     **policy_kw: Any,
 ) -> VerifyResult:
     """Stream ``frames`` random frames (question at the middle, forced Response near the end) and compare.
@@ -54,10 +55,13 @@ def stream_and_compare(
         device / dtype: where to run; fp32 by default (the tolerance is an fp32 one).
         seed: seed of the random frames.
         label: a name for the report.
+        video: stream the first ``frames`` frames of this video file (PyAV) instead of random frames.
         **policy_kw: more :class:`VLMPolicy` options (``decision``, ``max_pixels``...).
     """
     from agentkit.policies.vlm.policy import VLMPolicy
 
+    images = _video_frames(video, frames) if video else None
+    frames = min(frames, len(images)) if images else frames
     if frames < 4:
         raise ValueError(f"frames must be >= 4, got {frames}")
     pol = VLMPolicy(
@@ -78,7 +82,7 @@ def stream_and_compare(
         if i == frames // 2:
             pol.instruct(question, float(i))
         pol.decision_cfg = DecisionConfig(**{**base.__dict__, "response_threshold": 0.0}) if i in forced else base
-        img = rng.integers(0, 255, (*frame_size, 3), dtype=np.uint8)
+        img = images[i] if images else rng.integers(0, 255, (*frame_size, 3), dtype=np.uint8)
         d = pol.step(Frame(img, t=float(i), pts=float(i), seq=i))
         if any("vlm step failed" in e for e in d.errors):
             raise RuntimeError(d.errors[0])
@@ -89,3 +93,18 @@ def stream_and_compare(
     evicted = pol.session.stats.evicted_tokens
     pol.close()
     return VerifyResult(label or ("eviction" if window_tokens else "no eviction"), report, responses, evicted, kinds)
+
+
+def _video_frames(path: str, n: int) -> list[np.ndarray]:
+    """The first ``n`` frames of a video as RGB arrays (fewer if the video is shorter)."""
+    import av
+
+    out: list[np.ndarray] = []
+    with av.open(path) as container:
+        for frame in container.decode(video=0):
+            out.append(frame.to_ndarray(format="rgb24"))
+            if len(out) >= n:
+                break
+    if len(out) < 4:
+        raise ValueError(f"{path} has fewer than 4 decodable frames")
+    return out

@@ -131,3 +131,12 @@ def test_vlm_narrate_end_to_end_with_tiny_checkpoint(tmp_path: Path) -> None:
     assert len(lines) >= 5
     assert all(d["kind"] in ("silence", "standby", "response") for d in lines)
     assert all("probs" in d.get("meta", {}) for d in lines)
+
+
+def test_vlm_verify_stream_on_video_frames() -> None:
+    video = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos" / "yes.mkv"
+    if not video.exists():
+        pytest.skip(f"{video} not present")
+    r = CliRunner().invoke(app, ["verify", "stream", "--arch", "smolvlm", "--frames", "10", "--video", str(video)])
+    assert r.exit_code == 0, r.output
+    assert "frames of" in r.output and r.output.count("OK") == 2

@@ -300,3 +300,17 @@ def test_vlm_odd_frame_shapes_and_rejected_frames(ckpt, arch: str) -> None:
     d = pol.step(Frame(np.zeros((8, 8, 3), np.uint8), t=5.0, pts=5.0, seq=5))
     assert d.errors and "frame rejected" in d.errors[0]
     assert (len(pol.session), pol.session.next_pos) == before  # skipped, the stream was not reset
+
+
+def test_vlm_decoding_never_emits_vision_placeholders(ckpt) -> None:
+    """A generated <image> token would be taken for a frame by the next forward (regression)."""
+    from agentkit.policies.vlm.decode import DecodeConfig, sample
+
+    loaded = load(str(ckpt("smolvlm")))
+    banned = sorted(loaded.adapter.placeholder_ids)
+    assert banned == [loaded.adapter.model.config.image_token_id]
+    logits = torch.zeros(64)
+    logits[banned[0]] = 100.0
+    assert sample(logits, DecodeConfig(), None, banned) != banned[0]
+    gen = torch.Generator().manual_seed(0)
+    assert all(sample(logits, DecodeConfig(temperature=1.0), gen, banned) != banned[0] for _ in range(20))

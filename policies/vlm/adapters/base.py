@@ -74,6 +74,13 @@ class Adapter(abc.ABC):
         return int(tid)
 
     @property
+    def placeholder_ids(self) -> set[int]:
+        """Vision placeholder token ids: never generated (a generated one would be taken for a frame)."""
+        names = ("image_token_id", "video_token_id", "image_token_index", "video_token_index")
+        cfg = self.model.config
+        return {int(v) for n in names if isinstance(v := getattr(cfg, n, None), int)}
+
+    @property
     def eos_ids(self) -> set[int]:
         ids = {self.tokenizer.convert_tokens_to_ids(t) for t in (self.template.turn_close.strip(),)}
         if self.tokenizer.eos_token_id is not None:
