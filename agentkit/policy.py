@@ -49,6 +49,8 @@ _BUILTIN: dict[str, str] = {
     "ocr": "agentkit.policies.ocr_gui",
     "fetch-expert": "agentkit.policies.fetch_expert",
     "fetch-pixels": "agentkit.policies.fetch_pixels",
+    "fetch-vlm": "agentkit.policies.fetch_vlm",
+    "vlm-gui": "agentkit.policies.vlm_gui",
 }
 
 

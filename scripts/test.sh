@@ -7,7 +7,7 @@ setup_apt espeak-ng xvfb xdotool scrot chromium fonts-dejavu-core fonts-liberati
   libosmesa6 libegl1 libgl1 libgles2 libglib2.0-0 python3-tk
 setup_venv "all"
 cd "$REPO"
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 MUJOCO_GL="${MUJOCO_GL:-egl}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 ruff check agentkit policies envs tools apps tests
 set +e
 python -m pytest -q -p no:cacheprovider "$@"
