@@ -154,7 +154,7 @@ def bench_stream(
         if lr:
             typer.echo(
                 f"long run ({lr['frames']} frames, window {lr['window_s']} s): step {lr['step_ms_at_100']:.2f} ms at "
-                f"frame 100 vs {lr['step_ms_at_last']:.2f} ms at the last (x{lr['ratio_last_to_100']}); memory "
+                f"frame {lr['first_frame']} vs {lr['step_ms_at_last']:.2f} ms at the last (x{lr['ratio_last_to_100']}); memory "
                 f"{lr['mem_mb_at_100']} -> {lr['mem_mb_at_last']} MB; cache {lr['cache_tokens_at_100']} -> "
                 f"{lr['cache_tokens_at_last']} tokens"
             )
@@ -223,7 +223,12 @@ def verify_stream(
                 f"evicted = {r.evicted_tokens}  {'OK' if ok else 'FAIL'}"
             )
         if bad:
-            fail(f"incremental logits differ from the full forward by more than {tol:g}")
+            hint = (
+                ""
+                if str(loaded.adapter.dtype) == "torch.float32"
+                else " (expected in half precision: use --dtype float32)"
+            )
+            fail(f"incremental logits differ from the full forward by more than {tol:g}{hint}")
         return 0
 
     run_guarded(run)

@@ -268,8 +268,12 @@ def _long_run(
     snaps: dict[str, Any] = {}
     for i in range(n):
         f = Frame(imgs[i % len(imgs)], t=float(i), pts=float(i), seq=i)
-        if i == at or i == n - 1:
-            snaps["first" if i == at else "last"] = (pol.session.snapshot(), list(pol._pending), f)
+        if i in (at, n - 1):
+            state = (pol.session.snapshot(), list(pol._pending), f)
+            if i == at:
+                snaps["first"] = state
+            if i == n - 1:
+                snaps["last"] = state
         _sync(dev)
         t0 = time.perf_counter()
         pol.step(f)
@@ -296,6 +300,7 @@ def _long_run(
     p_first, p_last = statistics.median(paired["first"]), statistics.median(paired["last"])
     out = {
         "frames": n,
+        "first_frame": at + 1,  # 100, or the last frame of a shorter run
         "window_s": cfg.window_s,
         "step_ms_at_100": round(p_first, 3),
         "step_ms_at_last": round(p_last, 3),
