@@ -154,7 +154,8 @@ def bench_stream(
         if lr:
             typer.echo(
                 f"long run ({lr['frames']} frames, window {lr['window_s']} s): step {lr['step_ms_at_100']:.2f} ms at "
-                f"frame {lr['first_frame']} vs {lr['step_ms_at_last']:.2f} ms at the last (x{lr['ratio_last_to_100']}); memory "
+                f"frame {lr['first_frame']} vs {lr['step_ms_at_last']:.2f} ms at the last "
+                f"(x{lr['ratio_last_to_100']}); memory "
                 f"{lr['mem_mb_at_100']} -> {lr['mem_mb_at_last']} MB; cache {lr['cache_tokens_at_100']} -> "
                 f"{lr['cache_tokens_at_last']} tokens"
             )
