@@ -140,3 +140,17 @@ def test_vlm_verify_stream_on_video_frames() -> None:
     r = CliRunner().invoke(app, ["verify", "stream", "--arch", "smolvlm", "--frames", "10", "--video", str(video)])
     assert r.exit_code == 0, r.output
     assert "frames of" in r.output and r.output.count("OK") == 2
+
+
+def test_vlm_narrate_config_builds_the_policy(tmp_path: Path) -> None:
+    from agentkit.config import NarratorConfig, load_config
+    from agentkit.policies.vlm.tiny import build_tiny
+
+    cfg_path = Path(__file__).resolve().parents[2] / "configs" / "vlm_narrate.yaml"
+    ck = build_tiny("qwen2_vl", tmp_path / "ck")
+    cfg = load_config(NarratorConfig, cfg_path, {"model": str(ck)})
+    from agentkit.apps.narrator import build_policy
+
+    pol = build_policy(cfg)
+    assert pol.window.seconds == 16 and pol.decode_cfg.max_new_tokens == 48
+    assert pol.decision_cfg.mode == "tokens"
