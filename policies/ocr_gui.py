@@ -87,6 +87,14 @@ def _fold(s: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKD", _norm(s)) if not unicodedata.combining(ch))
 
 
+_CONFUSABLE = str.maketrans({"I": "l", "1": "l", "|": "l", "i": "l", "0": "o", "O": "o"})
+
+
+def _shape(s: str) -> str:
+    """Fold characters OCR confuses (I/l/1, O/0) - for matching the instruction's echo, not targets."""
+    return _norm(s.translate(_CONFUSABLE))
+
+
 def _strip_punct(s: str) -> str:
     return s.strip(" .,;:!?\"'()[]")
 
@@ -137,9 +145,9 @@ def parse_instruction(text: str) -> list[Intent]:
 # --------------------------------------------------------------------------------------- grounding
 def _echo_of_instruction(tb: TextBox, utterance: str, targets: tuple[str, ...] = ()) -> bool:
     """Whether an OCR line is (part of) the instruction itself rather than a target on the page."""
-    t, u = _norm(tb.text), _norm(utterance)
-    if any(_norm(_strip_punct(tb.text)) == _norm(_strip_punct(x)) for x in targets):
-        return False
+    if any(_shape(_strip_punct(tb.text)) == _shape(_strip_punct(x)) for x in targets):
+        return False  # a line that reads as one of the targets is a target, even if the instruction names it
+    t, u = _shape(tb.text), _shape(utterance)
     if len(t) >= 4 and t in u:
         return True
     return len(t) >= 8 and difflib.SequenceMatcher(None, t, u).find_longest_match(
