@@ -38,6 +38,7 @@ class TestPatternSource(Source):
     """``frames`` frames (default 10 s) at ``fps``; paced in real time when ``realtime`` is set."""
 
     name = "test-pattern"
+    __test__ = False  # not a pytest test class, despite the name
 
     def __init__(
         self,
