@@ -247,17 +247,25 @@ def s_unicode_test(c: Ctx) -> list[ToolCall]:
     return s_click_button(c)
 
 
+def _menu_item(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda d: "ui-menu-item-wrapper" in d["cls"] and d["own"] == name
+
+
+def _option(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda d: d["tag"] == "option" and d["own"] == name
+
+
 def s_click_menu(c: Ctx) -> list[ToolCall]:
     path = re.search(r"Select (.*)$", c.u).group(1).strip().rstrip(".").split(">")  # type: ignore[union-attr]
     calls: list[ToolCall] = []
     for k, name in enumerate(path):
-        item = c.first(lambda d, name=name: "ui-menu-item-wrapper" in d["cls"] and d["own"] == name)
+        item = c.first(_menu_item(name))
         if item is None:
             return calls or [ToolCall("wait", {"seconds": 0.2})]
         if k == len(path) - 1:
             return calls + click(item)
         nxt = path[k + 1]
-        shown = c.first(lambda d, nxt=nxt: "ui-menu-item-wrapper" in d["cls"] and d["own"] == nxt)
+        shown = c.first(_menu_item(nxt))
         if shown is None:
             return [*calls, ToolCall("move", {"point": point(item)})]
     return calls
@@ -272,7 +280,7 @@ def s_click_scroll_list(c: Ctx) -> list[ToolCall]:
     top, bottom = select["y"], select["y"] + select["h"]
     calls: list[ToolCall] = []
     for k, name in enumerate(names):
-        opt = c.first(lambda d, n=name: d["tag"] == "option" and d["own"] == n)
+        opt = c.first(_option(name))
         if opt is None:
             return []
         if opt.get("selected"):

@@ -279,8 +279,8 @@ def find_buttons(image: np.ndarray) -> list[Box]:
     """Push buttons: bordered rectangles filled with the light grey of a default button. Largest first."""
     h, w = image.shape[:2]
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    mask = ((gray >= 225) & (gray <= 243)).astype(np.uint8)  # default button face (#efefef) vs white page
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    face = ((gray >= 225) & (gray <= 243)).astype(np.uint8)  # default button face (#efefef) vs white page
+    mask = cv2.morphologyEx(face, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     found = []
     for c in contours:
