@@ -36,7 +36,7 @@ def build_policy(kind: str, model: str | None = None, task: str | None = None) -
         kw["model"] = model
         if task:
             kw["task"] = task
-        import agentkit.policies.fetch_vlm  # noqa: F401  (registers "fetch-vlm": not in policy._BUILTIN yet)
+        import agentkit.policies.fetch_vlm  # noqa: F401  (registers "fetch-vlm")
     return make_policy(name, **kw)
 
 

@@ -16,43 +16,23 @@ checkpoint fine-tuned on ``agentkit eval miniwob --record`` episodes is what mak
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from agentkit.policy import Policy, register_policy
-from agentkit.types import Decision, Frame
+from agentkit.policies.vlm.tool_policy import ToolVLMPolicy, tool_system_prompt
+from agentkit.policy import register_policy
+from agentkit.tools.gui import GUI_TOOLS
 
-GUI_TOOL_NAMES = (
-    "click",
-    "double_click",
-    "right_click",
-    "type",
-    "key",
-    "scroll",
-    "drag",
-    "move",
-    "wait",
-    "finished",
-)
+GUI_TOOL_NAMES = tuple(cls.name for cls in GUI_TOOLS)
 
 
 def gui_system_prompt() -> str:
-    """The system prompt: the decision protocol, the coordinate convention and the GUI tool schemas."""
-    from agentkit.tools.gui import GUI_TOOLS
-
-    schemas = [cls.schema() for cls in GUI_TOOLS]
-    return (
-        "You operate a computer screen to complete the user's task. After every screenshot answer with one "
-        "state: silence, standby, or response followed by tool calls. Points are [x, y] on the screenshot, "
-        "normalized to 0-1 from the top-left corner. Call tools as "
-        '<tool_call>{"name": ..., "arguments": {...}}</tool_call>. Tools:\n'
-        + "\n".join(json.dumps(s, separators=(",", ":")) for s in schemas)
-    )
+    """The system prompt: the decision protocol, the coordinate convention and the GUI tools' schemas."""
+    return tool_system_prompt("You operate a computer screen to complete the user's task.", "screenshot", GUI_TOOLS)
 
 
 @register_policy("vlm-gui")
-class GuiVLMPolicy(Policy):
-    """A :class:`~agentkit.policies.vlm.VLMPolicy` prompted for the GUI tools.
+class GuiVLMPolicy(ToolVLMPolicy):
+    """The streaming engine prompted for the GUI tools.
 
     Args:
         model: checkpoint folder (or a loaded model) for the VLM engine.
@@ -62,27 +42,8 @@ class GuiVLMPolicy(Policy):
 
     name = "vlm-gui"
     needs_dom = False
+    tool_names = GUI_TOOL_NAMES
 
     def __init__(self, model: Any, task: str = "", **vlm_kw: Any) -> None:
-        from agentkit.policies.vlm import VLMPolicy
-
         vlm_kw.setdefault("max_new_tokens", 64)
-        self.vlm = VLMPolicy(model, prompt=gui_system_prompt(), instruction=task or "Wait for the task.", **vlm_kw)
-
-    def reset(self) -> None:
-        self.vlm.reset()
-
-    def instruct(self, text: str, pts: float | None = None) -> None:
-        self.vlm.instruct(text, pts)
-
-    def close(self) -> None:
-        self.vlm.close()
-
-    def step(self, frame: Frame) -> Decision:
-        d = self.vlm.step(frame)
-        kept = [c for c in d.tool_calls if c.name in GUI_TOOL_NAMES]
-        dropped = [c.name for c in d.tool_calls if c.name not in GUI_TOOL_NAMES]
-        if dropped:
-            d.errors.append(f"vlm-gui: dropped non-GUI tool calls: {', '.join(dropped)}")
-        d.tool_calls = kept
-        return d
+        super().__init__(model, gui_system_prompt(), task or "Wait for the task.", **vlm_kw)
