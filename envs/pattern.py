@@ -49,7 +49,7 @@ class TestPatternSource(Source):
         height: int = 240,
         realtime: bool = False,
     ) -> None:
-        self.fps = fps
+        self.fps = self.rate = fps
         self.n = int(round(duration_s * fps))
         self.width, self.height = width, height
         self.realtime = realtime
@@ -59,13 +59,13 @@ class TestPatternSource(Source):
         t0 = time.monotonic()
         for seq in range(self.n):
             if self.realtime:
-                delay = t0 + seq / self.fps - time.monotonic()
+                delay = t0 + seq / self.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
             yield Frame(
-                pattern_image(seq, self.width, self.height, self.fps),
+                pattern_image(seq, self.width, self.height, self.rate),
                 time.monotonic(),
-                seq / self.fps,
+                seq / self.rate,
                 seq,
                 "test-pattern",
             )

@@ -26,7 +26,7 @@ class ScreenSource(Source):
 
     def __init__(self, *, monitor: int = 1, fps: float = 10.0, region: dict[str, int] | None = None) -> None:
         self.monitor = monitor
-        self.fps = fps
+        self.fps = self.rate = fps
         self.region = region
         self._sct: Any = None
         self._box: dict[str, int] | None = None
@@ -60,7 +60,7 @@ class ScreenSource(Source):
             now = time.monotonic()
             yield Frame(img, now, now - t0, seq, f"screen:{self.monitor}")
             seq += 1
-            await asyncio.sleep(max(0.0, t0 + seq / self.fps - time.monotonic()))
+            await asyncio.sleep(max(0.0, t0 + seq / self.rate - time.monotonic()))
 
     async def close(self) -> None:
         if self._sct is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -110,6 +110,7 @@ class VideoSource(Source):
             await self.open()
         it = self._decode()
         sentinel = object()
+        pts = 0.0
         t0: float | None = None
         pts0 = 0.0
         seq = 0
@@ -117,7 +118,7 @@ class VideoSource(Source):
             item = await asyncio.to_thread(next, it, sentinel)
             if item is sentinel:
                 break
-            img, pts = item  # type: ignore[misc]
+            img, pts = cast(tuple[np.ndarray, float], item)
             if self.realtime:
                 if t0 is None:
                     t0, pts0 = time.monotonic(), pts
