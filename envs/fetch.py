@@ -179,7 +179,58 @@ def ensure_gl_backend() -> str:
     return os.environ["MUJOCO_GL"]
 
 
-class FetchSim:
+class PrivilegedStateMixin:
+    """What every simulated pick-and-place world derives from its positions: grasp and the state dict.
+
+    A world provides ``object_pos``, ``grip_pos``, ``target_pos``, ``finger_width``, ``object_half``,
+    ``episode``, ``seed``, ``steps`` and ``is_success()``.
+    """
+
+    object_half: float
+    episode: int
+    seed: int | None
+    steps: int
+
+    @property
+    def grip_pos(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def object_pos(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def target_pos(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def finger_width(self) -> float:
+        raise NotImplementedError
+
+    def is_success(self) -> bool:
+        raise NotImplementedError
+
+    def is_grasped(self) -> bool:
+        """The block sits between nearly closed fingers (used to self-filter the held object)."""
+        close = np.linalg.norm(self.object_pos - self.grip_pos) < 0.03
+        return bool(close and self.finger_width < 2 * self.object_half + 0.01)
+
+    def state(self) -> dict[str, Any]:
+        """Privileged state as JSON-able floats (what an expert reads and the node publishes)."""
+        return {
+            "episode": self.episode,
+            "seed": self.seed,
+            "steps": self.steps,
+            "grip_pos": self.grip_pos.round(5).tolist(),
+            "finger_width": round(self.finger_width, 5),
+            "object_pos": self.object_pos.round(5).tolist(),
+            "target_pos": self.target_pos.round(5).tolist(),
+            "object_half": self.object_half,
+            "success": self.is_success(),
+        }
+
+
+class FetchSim(PrivilegedStateMixin):
     """``FetchPickAndPlace-v4`` with a calibrated RGB-D camera, workspace bounds and a step counter.
 
     Not thread-safe: render and step from one thread (the event-loop thread in live runs).
@@ -315,25 +366,6 @@ class FetchSim:
 
     def is_success(self) -> bool:
         return bool(np.linalg.norm(self.object_pos - self.target_pos) < SUCCESS_DISTANCE)
-
-    def is_grasped(self) -> bool:
-        """The block sits between nearly closed fingers (used to self-filter the held object)."""
-        close = np.linalg.norm(self.object_pos - self.grip_pos) < 0.03
-        return bool(close and self.finger_width < 2 * self.object_half + 0.01)
-
-    def state(self) -> dict[str, Any]:
-        """Privileged state as JSON-able floats (what an expert reads and the node publishes)."""
-        return {
-            "episode": self.episode,
-            "seed": self.seed,
-            "steps": self.steps,
-            "grip_pos": self.grip_pos.round(5).tolist(),
-            "finger_width": round(self.finger_width, 5),
-            "object_pos": self.object_pos.round(5).tolist(),
-            "target_pos": self.target_pos.round(5).tolist(),
-            "object_half": self.object_half,
-            "success": self.is_success(),
-        }
 
     # -- camera ------------------------------------------------------------------------------------
     @property

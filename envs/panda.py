@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from agentkit.envs.fetch import BLOCK_RGBA, PinholeCamera, Workspace
+from agentkit.envs.fetch import BLOCK_RGBA, PinholeCamera, PrivilegedStateMixin, Workspace
 from agentkit.errors import SourceError, ToolError
 from agentkit.types import Point
 
@@ -29,7 +29,7 @@ NEAR, FAR = 0.05, 5.0
 TARGET_RGBA = (1.0, 0.0, 0.0, 1.0)
 
 
-class PandaSim:
+class PandaSim(PrivilegedStateMixin):
     """``PandaPickAndPlace-v3`` with a calibrated RGB-D camera (see :class:`agentkit.envs.fetch.FetchSim`)."""
 
     name = "panda"
@@ -113,23 +113,6 @@ class PandaSim:
 
     def is_success(self) -> bool:
         return bool(np.linalg.norm(self.object_pos - self.target_pos) < self.env.task.distance_threshold)
-
-    def is_grasped(self) -> bool:
-        close = np.linalg.norm(self.object_pos - self.grip_pos) < 0.03
-        return bool(close and self.finger_width < 2 * self.object_half + 0.01)
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "episode": self.episode,
-            "seed": self.seed,
-            "steps": self.steps,
-            "grip_pos": self.grip_pos.round(5).tolist(),
-            "finger_width": round(self.finger_width, 5),
-            "object_pos": self.object_pos.round(5).tolist(),
-            "target_pos": self.target_pos.round(5).tolist(),
-            "object_half": self.object_half,
-            "success": self.is_success(),
-        }
 
     # -- camera ------------------------------------------------------------------------------------
     @property

@@ -280,8 +280,12 @@ def test_cancelling_a_remote_call_stops_the_robot(broker, robot):
         try:
             top = robot.sim.object_pos + np.array([0, 0, 0.025])
             call = asyncio.create_task(box.run(ToolCall("pick", {"xyz": top.tolist()})))
-            await asyncio.sleep(0.5)
+            for _ in range(100):  # wait (up to 5 s on a loaded machine) until the node runs the pick
+                if robot.busy == 1:
+                    break
+                await asyncio.sleep(0.05)
             assert robot.busy == 1
+            await asyncio.sleep(0.2)
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await call

@@ -28,6 +28,15 @@ class Template:
     frame_header: str = "<{t0:.0f}s-{t1:.0f}s>\n"  # Streamo's per-second user-turn header
 
 
+CHATML = Template(
+    system="<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{instruction}<|im_end|>\n",
+    user_open="<|im_start|>user\n",
+    turn_close="<|im_end|>\n",
+    assistant_open="<|im_start|>assistant\n",
+)
+"""The ChatML turn markers of Qwen2-VL, Qwen2.5-VL and LLaVA-OneVision (Qwen2 language model)."""
+
+
 @dataclass
 class Chunk:
     """Token ids (plus per-token modality type) and the pixel inputs of the frames they contain."""

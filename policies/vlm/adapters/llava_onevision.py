@@ -14,19 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from agentkit.policies.vlm.adapters.base import Adapter, Chunk, Template
+from agentkit.policies.vlm.adapters.base import CHATML, Adapter, Chunk
 
 
 class LlavaOnevisionAdapter(Adapter):
     """Adapter for ``LlavaOnevisionForConditionalGeneration``."""
 
     pos_axes = 1
-    template = Template(
-        system="<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{instruction}<|im_end|>\n",
-        user_open="<|im_start|>user\n",
-        turn_close="<|im_end|>\n",
-        assistant_open="<|im_start|>assistant\n",
-    )
+    template = CHATML
 
     def __init__(self, arch: str, model: Any, tokenizer: Any, image_processor: Any) -> None:
         super().__init__(arch, model, tokenizer, image_processor)
