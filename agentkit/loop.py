@@ -173,6 +173,7 @@ class StreamLoop:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self._executor = Executor(toolbox, self._on_action) if toolbox is not None else None
         self._pending_instructions: list[tuple[str, float | None]] = []
+        self._background: set[asyncio.Task[int]] = set()
 
     # ----------------------------------------------------------------- control
     def stop(self) -> None:
@@ -185,7 +186,9 @@ class StreamLoop:
         """New user text: cancels running actions; the policy receives it before its next frame."""
         self._pending_instructions.append((text, pts))
         if self._executor is not None:
-            asyncio.get_running_loop().create_task(self._executor.cancel_all())
+            task = asyncio.get_running_loop().create_task(self._executor.cancel_all())
+            self._background.add(task)  # keep a reference until done, or the task may be collected
+            task.add_done_callback(self._background.discard)
 
     # ----------------------------------------------------------------- internals
     def _on_action(self, result: ActionResult) -> None:
