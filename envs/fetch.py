@@ -180,16 +180,27 @@ def ensure_gl_backend() -> str:
 
 
 class PrivilegedStateMixin:
-    """What every simulated pick-and-place world derives from its positions: grasp and the state dict.
+    """What every simulated pick-and-place world derives from its positions and its camera.
 
     A world provides ``object_pos``, ``grip_pos``, ``target_pos``, ``finger_width``, ``object_half``,
-    ``episode``, ``seed``, ``steps`` and ``is_success()``.
+    ``episode``, ``seed``, ``steps``, ``is_success()``, ``width``/``height``/``max_range``, ``camera``
+    and ``self_filtered_depth()``; this adds grasp detection, the state dict and pixel grounding.
     """
 
     object_half: float
     episode: int
     seed: int | None
     steps: int
+    width: int
+    height: int
+    max_range: float
+
+    @property
+    def camera(self) -> PinholeCamera:
+        raise NotImplementedError
+
+    def self_filtered_depth(self) -> np.ndarray:
+        raise NotImplementedError
 
     @property
     def grip_pos(self) -> np.ndarray:
@@ -228,6 +239,22 @@ class PrivilegedStateMixin:
             "object_half": self.object_half,
             "success": self.is_success(),
         }
+
+    def point_to_world(self, point: Point, depth: np.ndarray | None = None) -> np.ndarray:
+        """The world point seen at normalized ``point``, from the self-filtered depth image.
+
+        Raises:
+            ToolError: no depth there (background beyond ``max_range``).
+        """
+        d = self.self_filtered_depth() if depth is None else depth
+        px, py = point.to_pixels(self.width, self.height)
+        z = float(d[py, px])
+        if not np.isfinite(z) or z <= 0 or z > self.max_range:
+            raise ToolError(
+                f"no depth at point ({point.x:.3f}, {point.y:.3f}): {z:.2f} m is beyond the "
+                f"{self.max_range:.2f} m range of the camera"
+            )
+        return self.camera.deproject(point, z)
 
 
 class FetchSim(PrivilegedStateMixin):
@@ -408,22 +435,6 @@ class FetchSim(PrivilegedStateMixin):
         finally:
             r.disable_depth_rendering()
             self.model.geom_group[self.object_geoms] = saved
-
-    def point_to_world(self, point: Point, depth: np.ndarray | None = None) -> np.ndarray:
-        """The world point seen at normalized ``point``, from the self-filtered depth image.
-
-        Raises:
-            ToolError: no depth there (background beyond ``max_range``).
-        """
-        d = self.self_filtered_depth() if depth is None else depth
-        px, py = point.to_pixels(self.width, self.height)
-        z = float(d[py, px])
-        if not np.isfinite(z) or z <= 0 or z > self.max_range:
-            raise ToolError(
-                f"no depth at point ({point.x:.3f}, {point.y:.3f}): {z:.2f} m is beyond the "
-                f"{self.max_range:.2f} m range of the camera"
-            )
-        return self.camera.deproject(point, z)
 
     def close(self) -> None:
         try:

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from agentkit.envs.fetch import BLOCK_RGBA, PinholeCamera, PrivilegedStateMixin, Workspace
-from agentkit.errors import SourceError, ToolError
-from agentkit.types import Point
+from agentkit.errors import SourceError
 
 ENV_ID = "PandaPickAndPlace-v3"
 CAMERA_EYE = np.array([0.32, 0.0, 0.95])
@@ -145,17 +144,6 @@ class PandaSim(PrivilegedStateMixin):
             for link, rgba in self._robot_rgba.items():
                 self.pc.changeVisualShape(self.robot_id, link, rgbaColor=rgba)
             self.pc.changeVisualShape(self.object_id, -1, rgbaColor=list(BLOCK_RGBA))
-
-    def point_to_world(self, point: Point, depth: np.ndarray | None = None) -> np.ndarray:
-        d = self.self_filtered_depth() if depth is None else depth
-        px, py = point.to_pixels(self.width, self.height)
-        z = float(d[py, px])
-        if not np.isfinite(z) or z <= 0 or z > self.max_range:
-            raise ToolError(
-                f"no depth at point ({point.x:.3f}, {point.y:.3f}): {z:.2f} m is beyond the "
-                f"{self.max_range:.2f} m range of the camera"
-            )
-        return self.camera.deproject(point, z)
 
     def close(self) -> None:
         self.env.close()
