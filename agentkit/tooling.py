@@ -105,19 +105,19 @@ class ToolBox:
     async def run(self, call: ToolCall, seq: int = -1) -> ActionResult:
         """Validate and run one call. Never raises except for cancellation."""
         started = time.monotonic()
-
-        def result(ok: bool, output: Any = None, error: str | None = None) -> ActionResult:
-            return ActionResult(call, ok, seq, output, error, started, (time.monotonic() - started) * 1e3)
-
         try:
             tool, args = self.validate(call)
-            output = await asyncio.wait_for(tool.run(args), timeout=self.timeout_s)
-            return result(True, output)
+            ok, output, error = await self.execute(tool, args, call, seq)
         except ToolError as e:
-            return result(False, error=str(e))
+            ok, output, error = False, None, str(e)
         except TimeoutError:
-            return result(False, error=f"{call.name}: timed out after {self.timeout_s:g} s")
+            ok, output, error = False, None, f"{call.name}: timed out after {self.timeout_s:g} s"
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a tool bug must not stop the loop: record it with its type
-            return result(False, error=f"{call.name}: {type(e).__name__}: {e}")
+            ok, output, error = False, None, f"{call.name}: {type(e).__name__}: {e}"
+        return ActionResult(call, ok, seq, output, error, started, (time.monotonic() - started) * 1e3)
+
+    async def execute(self, tool: Tool, args: BaseModel, call: ToolCall, seq: int) -> tuple[bool, Any, str | None]:
+        """Run a validated call: ``(ok, output, error)``. Override to run tools elsewhere (a remote robot)."""
+        return True, await asyncio.wait_for(tool.run(args), timeout=self.timeout_s), None

@@ -8,15 +8,14 @@ lost broker) into an :class:`~agentkit.types.ActionResult`. The node validates a
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
+from pydantic import BaseModel
+
 from agentkit.envs.mqtt_link import RobotLink
-from agentkit.errors import ToolError
-from agentkit.tooling import ToolBox
+from agentkit.tooling import Tool, ToolBox
 from agentkit.tools.robot import ROBOT_TOOLS
-from agentkit.types import ActionResult, ToolCall
+from agentkit.types import ToolCall
 
 
 class MqttToolBox(ToolBox):
@@ -27,29 +26,19 @@ class MqttToolBox(ToolBox):
         self.link = link
         self.frame_to_action_ms: list[float] = []
 
-    async def run(self, call: ToolCall, seq: int = -1) -> ActionResult:
-        started = time.monotonic()
-
-        def result(ok: bool, output: Any = None, error: str | None = None) -> ActionResult:
-            return ActionResult(call, ok, seq, output, error, started, (time.monotonic() - started) * 1e3)
-
-        try:
-            _, args = self.validate(call)
-            body: dict[str, Any] = {
-                "call": {"name": call.name, "arguments": args.model_dump(mode="json", exclude_none=True)},
-                "frame_seq": seq,
-            }
-            frame_t = self.link.frame_time(seq)
-            if frame_t is not None:
-                body["frame_t"] = frame_t
-            reply = await self.link.request("action", body, self.timeout_s)
-        except ToolError as e:
-            return result(False, error=str(e))
-        except asyncio.CancelledError:
-            raise
+    async def execute(self, tool: Tool, args: BaseModel, call: ToolCall, seq: int) -> tuple[bool, Any, str | None]:
+        """Send the validated call to the node with the frame it was decided on; its result is the answer."""
+        body: dict[str, Any] = {
+            "call": {"name": call.name, "arguments": args.model_dump(mode="json", exclude_none=True)},
+            "frame_seq": seq,
+        }
+        frame_t = self.link.frame_time(seq)
+        if frame_t is not None:
+            body["frame_t"] = frame_t
+        reply = await self.link.request("action", body, self.timeout_s)
         if "frame_to_action_ms" in reply:
             self.frame_to_action_ms.append(float(reply["frame_to_action_ms"]))
         out = reply.get("output")
         if isinstance(out, dict):
             out = {**out, "frame_to_action_ms": reply.get("frame_to_action_ms")}
-        return result(bool(reply.get("ok")), out, reply.get("error"))
+        return bool(reply.get("ok")), out, reply.get("error")
