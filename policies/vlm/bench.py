@@ -56,6 +56,17 @@ class BenchConfig:
     seed: int = 0
 
 
+def _timed_step_from(pol: Any, snap: Any, pending: list[Any], frame: Any, dev: Any) -> float:
+    """Restore the session to ``snap`` and time one engine step on ``frame`` (ms, device synchronised)."""
+    pol.session.restore(snap)
+    pol._pending = list(pending)
+    _sync(dev)
+    t0 = time.perf_counter()
+    pol.step(frame)
+    _sync(dev)
+    return (time.perf_counter() - t0) * 1000.0
+
+
 def _rss_mb() -> float:
     try:
         with open("/proc/self/statm") as f:
@@ -185,13 +196,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None
         inc: list[float] = []
         rp: list[float] = []
         for r in range(cfg.repeats):
-            pol.session.restore(snap)
-            pol._pending = list(pending)
-            _sync(dev)
-            t0 = time.perf_counter()
-            pol.step(f)
-            _sync(dev)
-            inc.append((time.perf_counter() - t0) * 1000.0)
+            inc.append(_timed_step_from(pol, snap, pending, f, dev))
             if do_rp and r < rp_repeats:
                 rp.append(_reprefill_ms(pol, frames[:h], 1))
             done += 1
@@ -288,13 +293,7 @@ def _long_run(
     for _ in range(max(5, cfg.repeats * 4)):
         for key in ("first", "last"):
             snap, pending, f = snaps[key]
-            pol.session.restore(snap)
-            pol._pending = list(pending)
-            _sync(dev)
-            t0 = time.perf_counter()
-            pol.step(f)
-            _sync(dev)
-            paired[key].append((time.perf_counter() - t0) * 1000.0)
+            paired[key].append(_timed_step_from(pol, snap, pending, f, dev))
     around = steps[max(0, at - 10) : at + 11]
     last = steps[-21:]
     p_first, p_last = statistics.median(paired["first"]), statistics.median(paired["last"])
