@@ -7,10 +7,10 @@ A policy is synchronous on purpose: the loop runs :meth:`Policy.step` in a worke
 from __future__ import annotations
 
 import abc
-import importlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from agentkit.registry import Registry
 from agentkit.types import Decision, Frame
 
 
@@ -37,43 +37,19 @@ class Policy(abc.ABC):
         """Release models, processes and files."""
 
 
-PolicyFactory = Callable[..., Policy]
-
-_REGISTRY: dict[str, PolicyFactory] = {}
-# Built-in policies are imported lazily so `agentkit narrate` never pays for torch or Playwright.
-_BUILTIN: dict[str, str] = {
-    "detector": "agentkit.policies.detector",
-    "vlm": "agentkit.policies.vlm",
-    "http": "agentkit.policies.http",
-    "miniwob-oracle": "agentkit.policies.miniwob_oracle",
-    "ocr": "agentkit.policies.ocr_gui",
-    "fetch-expert": "agentkit.policies.fetch_expert",
-    "fetch-pixels": "agentkit.policies.fetch_pixels",
-    "fetch-vlm": "agentkit.policies.fetch_vlm",
-    "vlm-gui": "agentkit.policies.vlm_gui",
-}
+POLICIES: Registry[Callable[..., Policy]] = Registry("policies", item="policy")
+"""Policies by name: the built-ins are entry points (group ``agentkit.policies``), loaded on first use."""
 
 
-def register_policy(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
-    """Class decorator: make a policy constructible by ``make_policy(name, ...)``."""
-
-    def deco(factory: PolicyFactory) -> PolicyFactory:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"policy name {name!r} is already registered by {_REGISTRY[name]!r}")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+def register_policy(name: str) -> Callable[[Callable[..., Policy]], Callable[..., Policy]]:
+    """Decorator: make a policy class (or factory) constructible by ``make_policy(name, ...)``."""
+    return POLICIES.register(name)
 
 
 def available_policies() -> list[str]:
-    return sorted(set(_REGISTRY) | set(_BUILTIN))
+    return POLICIES.names()
 
 
 def make_policy(name: str, **kwargs: Any) -> Policy:
     """Construct a registered policy. Raises ``KeyError`` with the known names for an unknown one."""
-    if name not in _REGISTRY and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown policy {name!r}; known: {', '.join(available_policies())}")
-    return _REGISTRY[name](**kwargs)
+    return POLICIES.get(name)(**kwargs)

@@ -8,12 +8,10 @@ executed tool call) and ``meta.json``. Frame *i* of the video answers line *i* o
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from agentkit.sinks import JsonlWriter, Sink, read_jsonl
-from agentkit.sources import Source
+from agentkit.sinks import JsonlWriter, Sink
 from agentkit.types import ActionResult, Decision, Frame
 from agentkit.video_io import Mp4Writer
 
@@ -50,45 +48,3 @@ class Recorder(Sink):
             self.meta["decisions"] = self.decisions.lines
             self.meta["actions"] = self.actions.lines
             (self.dir / "meta.json").write_text(json.dumps(self.meta, indent=2))
-
-
-class RecordingSource(Source):
-    """Replays a recording's frames (lossless) so any policy can be run on exactly what another saw."""
-
-    name = "recording"
-    lossless = True
-
-    def __init__(self, rec_dir: str | Path) -> None:
-        from agentkit.errors import SourceError
-
-        self.dir = Path(rec_dir)
-        if not (self.dir / "frames.mp4").exists():
-            raise SourceError(f"{self.dir} is not a recording with frames (no frames.mp4)")
-        from agentkit.envs.video import VideoSource
-
-        self._video = VideoSource(str(self.dir / "frames.mp4"))
-        self.fps = None
-
-    def recorded_decisions(self) -> Iterator[Decision]:
-        path = self.dir / "decisions.jsonl"
-        if path.exists():
-            for d in read_jsonl(path):
-                yield Decision.from_dict(d)
-
-    async def open(self) -> None:
-        await self._video.open()
-        self.fps = self._video.fps
-
-    async def frames(self) -> AsyncIterator[Frame]:
-        decisions = list(self.recorded_decisions())
-        i = 0
-        async for frame in self._video.frames():
-            if i < len(decisions):  # keep the original stream time and sequence number
-                frame.pts = decisions[i].pts
-                frame.seq = decisions[i].seq
-            frame.source = f"recording:{self.dir}"
-            i += 1
-            yield frame
-
-    async def close(self) -> None:
-        await self._video.close()

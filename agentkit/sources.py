@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import SourceError
+from agentkit.registry import Registry
 from agentkit.types import Frame
 
 
@@ -35,6 +36,14 @@ class Source(abc.ABC):
     async def close(self) -> None:
         """Release the device or file."""
 
+    @classmethod
+    def from_spec(cls, spec: str, *, realtime: bool = False, **options: Any) -> Source:
+        """Build from a CLI source string: the part after ``kind:``, or the whole URL or path.
+
+        ``realtime`` asks a file to be paced to its stream clock; live sources ignore it.
+        """
+        return cls(**options)
+
     async def __aenter__(self) -> Source:
         await self.open()
         return self
@@ -43,51 +52,49 @@ class Source(abc.ABC):
         await self.close()
 
 
-_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+SOURCES: Registry[type[Source]] = Registry("sources")
+"""Source kinds by name (``video``, ``camera``, ``mqtt``...): entry points of group ``agentkit.sources``."""
+
+_URL = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://", re.I)
 
 
-def open_source(spec: str, *, realtime: bool = False, **kwargs: Any) -> Source:
-    """Build a source from a CLI string.
+def source_kind(spec: str) -> tuple[str, str]:
+    """Split a CLI source string into ``(kind, argument)``.
 
-    ``spec`` is a file path, a URL (``rtsp://``, ``http://``...), ``camera:N`` or ``camera:URL``,
-    ``screen`` / ``screen:N`` (monitor), ``test-pattern``, ``mqtt://host:port/name`` (a remote robot or
-    camera), or a recording folder (replayed losslessly). Raises :class:`SourceError` for anything else.
+    ``camera:0`` -> ``("camera", "0")``; ``screen`` -> ``("screen", "")``; a URL whose scheme is a registered
+    kind (``mqtt://...``) goes to that kind, any other URL (``rtsp://``, ``http://``) to ``video``; a folder
+    holding ``frames.mp4`` is a ``recording``; anything that looks like a file is a ``video``.
+
+    Raises:
+        SourceError: for a string that is none of these.
     """
     spec = spec.strip()
-    if spec == "test-pattern" or spec.startswith("test-pattern:"):
-        from agentkit.envs.pattern import TestPatternSource
-
-        return TestPatternSource(realtime=realtime, **kwargs)
-    if spec.startswith("camera:"):
-        from agentkit.envs.camera import CameraSource
-
-        return CameraSource(spec.removeprefix("camera:"), **kwargs)
-    if spec == "screen" or spec.startswith("screen:"):
-        from agentkit.envs.screen import ScreenSource
-
-        monitor = int(spec.split(":", 1)[1]) if ":" in spec else 1
-        return ScreenSource(monitor=monitor, **kwargs)
-    if spec.startswith("mqtt://"):
-        from agentkit.envs.mqtt_source import MqttSource
-
-        return MqttSource(spec, **kwargs)
-    if _URL.match(spec):
-        from agentkit.envs.video import VideoSource
-
-        return VideoSource(spec, realtime=True if not spec.startswith("file://") else realtime, **kwargs)
+    url = _URL.match(spec)
+    if url:
+        scheme = url.group("scheme").lower()
+        return (scheme if scheme in SOURCES else "video"), spec
+    head, _, rest = spec.partition(":")
+    if head in SOURCES and head not in ("video", "recording"):
+        return head, rest
     path = Path(spec)
+    if path.is_dir() and (path / "frames.mp4").exists():
+        return "recording", spec
     if path.suffix or path.exists():
-        from agentkit.envs.video import VideoSource
-
-        if not path.exists():
-            raise SourceError(f"video file not found: {spec}")
-        if path.is_dir() and (path / "frames.mp4").exists():
-            from agentkit.recorder import RecordingSource
-
-            return RecordingSource(path)
-        if path.is_dir():
-            raise SourceError(f"expected a video file, got a directory: {spec}")
-        return VideoSource(str(path), realtime=realtime, **kwargs)
+        return "video", spec
     raise SourceError(
         f"unknown source {spec!r}: expected a video file, a URL, camera:N, screen, test-pattern or mqtt://host/name"
     )
+
+
+def open_source(spec: str, *, realtime: bool = False, **kwargs: Any) -> Source:
+    """Build a source from a CLI string (see :func:`source_kind`); ``kwargs`` go to the source.
+
+    Raises:
+        SourceError: an unknown or unusable source string, with one clear line.
+    """
+    kind, arg = source_kind(spec)
+    try:
+        cls = SOURCES.get(kind)
+    except KeyError as e:
+        raise SourceError(str(e.args[0])) from None
+    return cls.from_spec(arg, realtime=realtime, **kwargs)

@@ -1,7 +1,7 @@
 """``agentkit browse``: a GUI agent acting live on a web page, with an annotated replay.
 
 Why this module exists: it is the thin wiring of the browser use case - a
-:class:`~agentkit.envs.browser.BrowserSource` (screencast + screenshots, allowlist) feeding the lead's
+:class:`~agentkit.envs.gui.browser.BrowserSource` (screencast + screenshots, allowlist) feeding the lead's
 :class:`~agentkit.loop.StreamLoop`, a GUI policy, and the GUI tools on the same page as the executor.
 An :class:`AnnotatingSink` draws every click and typed text on the frames and writes an mp4 or GIF
 replay, so a run can be checked by eye.
@@ -129,7 +129,7 @@ class AnnotatingSink(Sink):
 async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
     """Open the page, run the policy through the stream loop, write the replay; returns a summary."""
     from agentkit.config import validate
-    from agentkit.envs.browser import BrowserConfig, BrowserSession, BrowserSource, PlaywrightBackend
+    from agentkit.envs.gui.browser import BrowserConfig, BrowserSession, BrowserSource, PlaywrightBackend
     from agentkit.loop import LoopConfig, StreamLoop
     from agentkit.policy import make_policy
     from agentkit.tools.gui import gui_toolbox

@@ -21,9 +21,9 @@ from agentkit.tooling import ToolBox
 
 
 def build_sinks(cfg: NarratorConfig, source: Source, progress: bool) -> list[Sink]:
-    from agentkit.tools.annotate import AnnotatedVideoSink
-    from agentkit.tools.narration import ConsoleSink, MessageSink
-    from agentkit.tools.subtitles import SubtitleSink
+    from agentkit.annotate import AnnotatedVideoSink
+    from agentkit.tools.narration.console import ConsoleSink, MessageSink
+    from agentkit.tools.narration.subtitles import SubtitleSink
 
     out, o = cfg.out, cfg.outputs
     fps = source.fps or 10.0
@@ -40,7 +40,7 @@ def build_sinks(cfg: NarratorConfig, source: Source, progress: bool) -> list[Sin
     if o.annotated:
         sinks.append(AnnotatedVideoSink(out / "annotated.mp4", fps=fps, max_width=o.annotated_max_width))
     if cfg.tts:
-        from agentkit.tools.speech import SpeechSink
+        from agentkit.tools.narration.speech import SpeechSink
 
         sinks.append(SpeechSink(out, voice=cfg.voice))
     return sinks
@@ -63,7 +63,7 @@ async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None) -> 
 
         gate = MotionGate()
     cfg.out.mkdir(parents=True, exist_ok=True)
-    from agentkit.tools.narration import NarrateTool
+    from agentkit.tools.narration.console import NarrateTool
 
     try:
         async with source:

@@ -36,7 +36,6 @@ def build_policy(kind: str, model: str | None = None, task: str | None = None) -
         kw["model"] = model
         if task:
             kw["task"] = task
-        import agentkit.policies.fetch_vlm  # noqa: F401  (registers "fetch-vlm")
     return make_policy(name, **kw)
 
 
@@ -89,7 +88,7 @@ class _EpisodeVideo:
         self.n = 0
 
     def frame(self, image: np.ndarray, status: str) -> None:
-        from agentkit.envs.fetch_annotate import annotate, decision_lines
+        from agentkit.envs.robot.annotate import annotate, decision_lines
 
         d = self.decision
         lines = [status, *decision_lines(d)]
@@ -102,7 +101,7 @@ class _EpisodeVideo:
 
 async def evaluate(cfg: EvalConfig, on_episode: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """Run ``cfg.episodes`` seeded episodes (seeds ``seed .. seed+N-1``) and return the JSON report."""
-    from agentkit.envs.fetch_eval import LocalBackend, MqttBackend, run_episode, summarize
+    from agentkit.benchmarks.robot import LocalBackend, MqttBackend, run_episode, summarize
 
     policy = build_policy(cfg.policy, cfg.model)
     privileged = POLICIES.get(cfg.policy, cfg.policy) == "fetch-expert"
@@ -112,8 +111,8 @@ async def evaluate(cfg: EvalConfig, on_episode: Callable[[Any], None] | None = N
     robot = None
     try:
         if cfg.node:
-            from agentkit.envs.mqtt_source import MqttSource
-            from agentkit.tools.mqtt_robot import MqttToolBox
+            from agentkit.transport.mqtt.source import MqttSource
+            from agentkit.transport.mqtt.toolbox import MqttToolBox
 
             source = MqttSource(cfg.node, privileged=privileged, max_age_s=2.0)
             await source.open()
@@ -121,13 +120,13 @@ async def evaluate(cfg: EvalConfig, on_episode: Callable[[Any], None] | None = N
             await source.link.wait_online(cfg.timeout_s)
             backend: Any = MqttBackend(source.link, MqttToolBox(source.link, timeout_s=cfg.timeout_s))
         else:
-            from agentkit.envs.fetch_robot import FetchRobot
-            from agentkit.envs.robot_sims import make_sim
+            from agentkit.envs.robot.arm import RobotArm
+            from agentkit.envs.robot.worlds import make_sim
             from agentkit.tools.robot import robot_toolbox
 
             sim = make_sim(cfg.env, cfg.width, cfg.height)
             closers.append(sim.close)
-            robot = FetchRobot(sim)
+            robot = RobotArm(sim)
             backend = LocalBackend(robot, robot_toolbox(robot, timeout_s=cfg.timeout_s), privileged=privileged)
         if cfg.record:
             cfg.record.mkdir(parents=True, exist_ok=True)
@@ -219,7 +218,7 @@ class AnnotatedVideoSink:
         self.frames = 0
 
     def on_decision(self, decision: Decision, frame: Frame) -> None:
-        from agentkit.envs.fetch_annotate import annotate, decision_lines
+        from agentkit.envs.robot.annotate import annotate, decision_lines
 
         if decision.kind is DecisionKind.RESPONSE:
             self.decision = decision
@@ -263,8 +262,8 @@ async def run_live(cfg: LiveConfig, sinks: list[Any] | None = None) -> dict[str,
     closers: list[Callable[[], Any]] = []
     outcome: Callable[[], Any]
     if cfg.source:
-        from agentkit.envs.mqtt_source import MqttSource
-        from agentkit.tools.mqtt_robot import MqttToolBox
+        from agentkit.transport.mqtt.source import MqttSource
+        from agentkit.transport.mqtt.toolbox import MqttToolBox
 
         source: Any = MqttSource(cfg.source, privileged=privileged)
         await source.open()
@@ -277,16 +276,16 @@ async def run_live(cfg: LiveConfig, sinks: list[Any] | None = None) -> dict[str,
 
         opened = True
     else:
-        from agentkit.envs.fetch_robot import FetchRobot
-        from agentkit.envs.fetch_source import FetchSource
-        from agentkit.envs.robot_sims import make_sim
+        from agentkit.envs.robot.arm import RobotArm
+        from agentkit.envs.robot.source import RobotCameraSource
+        from agentkit.envs.robot.worlds import make_sim
         from agentkit.tools.robot import robot_toolbox
 
         sim = make_sim(cfg.env)
         closers.append(sim.close)
-        robot = FetchRobot(sim, realtime=cfg.realtime)
+        robot = RobotArm(sim, realtime=cfg.realtime)
         robot.reset(seed=cfg.seed)
-        source = FetchSource(robot, fps=cfg.fps, privileged=privileged)
+        source = RobotCameraSource(robot, fps=cfg.fps, privileged=privileged)
         toolbox = robot_toolbox(robot)
 
         async def outcome() -> Any:
@@ -361,11 +360,11 @@ async def serve_node(
     env: str = "fetch",
 ) -> None:
     """Run a robot node (``fetch`` or ``panda``) on ``broker`` until cancelled (or ``stop`` is set)."""
-    from agentkit.envs.fetch_robot import FetchRobot
-    from agentkit.envs.mqtt_node import RobotNode
-    from agentkit.envs.mqtt_wire import parse_spec
-    from agentkit.envs.robot_sims import make_sim
+    from agentkit.envs.robot.arm import RobotArm
+    from agentkit.envs.robot.worlds import make_sim
     from agentkit.tools.robot import robot_toolbox
+    from agentkit.transport.mqtt.node import RobotNode
+    from agentkit.transport.mqtt.wire import parse_spec
 
     try:
         spec = parse_spec(broker, name=name)
@@ -374,7 +373,7 @@ async def serve_node(
     if spec.name != name and name:
         spec = type(spec)(spec.host, spec.port, name)
     sim = make_sim(env, width, height)
-    robot = FetchRobot(sim, realtime=realtime)
+    robot = RobotArm(sim, realtime=realtime)
     node = RobotNode(spec, robot, robot_toolbox(robot), fps=fps, depth=depth, seed=seed)
     task = asyncio.create_task(node.run())
     loop = asyncio.get_running_loop()

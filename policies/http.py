@@ -7,7 +7,7 @@ recent frames; ``min_interval_s`` bounds the request rate, and frames in between
 Silence marked ``meta.skipped`` (the loop's latest-wins slot already drops frames while a call is out).
 
 Model output is data: the state word is matched with a regular expression and the rest goes through
-:func:`agentkit.policies.parsing.parse_response`; nothing is evaluated.
+:func:`agentkit.parsing.parse_response`; nothing is evaluated.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentkit.errors import ConfigError, PolicyError
-from agentkit.policy import Policy, register_policy
+from agentkit.policy import Policy
 from agentkit.types import Decision, DecisionKind, Frame
 
 DEFAULT_PROMPT = (
@@ -59,7 +59,7 @@ class HTTPPolicyConfig(BaseModel):
     max_tokens: int = Field(128, ge=1)
     temperature: float = Field(0.0, ge=0)
     timeout_s: float = Field(30.0, gt=0)
-    coord_format: str = "auto"  # how the model writes coordinates (see agentkit.policies.parsing)
+    coord_format: str = "auto"  # how the model writes coordinates (see agentkit.parsing)
     check_server: bool = True  # GET /models at start, for a clear error when nothing listens
 
 
@@ -83,7 +83,6 @@ def split_state(text: str) -> tuple[DecisionKind | None, str]:
     return DecisionKind(m.group(1).lower()), text[m.end() :].strip()
 
 
-@register_policy("http")
 class HTTPPolicy(Policy):
     """Decides through an OpenAI-compatible ``/chat/completions`` endpoint."""
 
@@ -179,7 +178,7 @@ class HTTPPolicy(Policy):
         return self._parse(rest, ms)
 
     def _parse(self, text: str, ms: float) -> Decision:
-        from agentkit.policies.parsing import parse_response
+        from agentkit.parsing import parse_response
 
         try:
             r = parse_response(text, self.config.coord_format, resized_size=self._sent_size)

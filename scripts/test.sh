@@ -8,7 +8,7 @@ setup_apt espeak-ng xvfb xdotool scrot chromium fonts-dejavu-core fonts-liberati
 setup_venv "all"
 cd "$REPO"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 MUJOCO_GL="${MUJOCO_GL:-egl}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-ruff check agentkit policies envs tools apps tests
+ruff check agentkit policies envs tools benchmarks apps tests
 mypy -p agentkit
 set +e
 python -m pytest -q -p no:cacheprovider "$@"

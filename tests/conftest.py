@@ -1,14 +1,16 @@
-"""Fixtures shared by every test area: the sample videos and damaged copies of them."""
+"""Fixtures shared by every test area: sample videos and cut copies, a MuJoCo world, a private Mosquitto broker."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -33,7 +35,7 @@ def cut_clip(src: Path, dst: Path, start_s: float, end_s: float, max_width: int 
     """Re-encode ``[start_s, end_s]`` of ``src`` into ``dst`` with real decoding and encoding."""
     import asyncio
 
-    from agentkit.envs.video import VideoSource
+    from agentkit.envs.media.video import VideoSource
     from agentkit.video_io import Mp4Writer
 
     async def go() -> None:
@@ -59,3 +61,41 @@ def short_clip(people_video: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def tiny_clip(people_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three seconds, downscaled: for source and sink tests that only need real frames."""
     return cut_clip(people_video, tmp_path_factory.mktemp("clips") / "tiny.mp4", 0.0, 3.0, max_width=192)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    pytest.importorskip("gymnasium_robotics")
+    pytest.importorskip("mujoco")
+    from agentkit.envs.robot.fetch import FetchSim
+
+    s = FetchSim(320, 240)
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def robot(sim):
+    from agentkit.envs.robot.arm import RobotArm
+
+    r = RobotArm(sim)
+    r.reset(seed=0)
+    return r
+
+
+def _mosquitto() -> str | None:
+    for cand in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if cand and Path(cand).exists():
+            return cand
+    return None
+
+
+@pytest.fixture()
+def broker():
+    if _mosquitto() is None:
+        pytest.skip("mosquitto binary not installed (apt-get install mosquitto)")
+    pytest.importorskip("aiomqtt")
+    from agentkit.transport.mqtt.broker import MosquittoBroker
+
+    with MosquittoBroker() as b:
+        yield b

@@ -4,8 +4,8 @@ Why this module exists: a GUI policy (oracle, OCR, VLM) emits :class:`~agentkit.
 vocabulary (Qwen computer-use / UI-TARS names) with **normalized** points. These tools validate the call
 (pydantic; a point outside ``[0, 1]`` - i.e. outside the viewport - is rejected before anything runs),
 map the point to the backend's viewport pixels and perform it on a :class:`GuiBackend`: a Playwright page
-(:class:`agentkit.envs.browser.PlaywrightBackend`) or an X desktop
-(:class:`agentkit.envs.desktop.DesktopBackend`). The same tool code drives both.
+(:class:`agentkit.envs.gui.browser.PlaywrightBackend`) or an X desktop
+(:class:`agentkit.envs.gui.desktop.DesktopBackend`). The same tool code drives both.
 """
 
 from __future__ import annotations

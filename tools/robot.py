@@ -3,7 +3,7 @@
 Why: a policy (a VLM, the pixels policy, an expert) speaks in tool calls with *normalized image points*;
 these tools ground each point through the robot's own RGB-D camera (self-filtered depth, so the arm
 never hides what it looks for), check the workspace bounds before anything moves, and drive the
-closed-loop primitives of :class:`~agentkit.envs.fetch_robot.FetchRobot` as cancellable coroutines.
+closed-loop primitives of :class:`~agentkit.envs.robot.arm.RobotArm` as cancellable coroutines.
 Each tool also accepts ``xyz`` (world metres) instead of ``point``: the expert uses it to bypass
 perception and give an upper bound.
 
@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentkit.envs.fetch_robot import FetchRobot
+from agentkit.envs.robot.arm import RobotArm
 from agentkit.tooling import NoArgs, NormPoint, Tool, ToolBox
 
 XYZ = list[float]
@@ -54,9 +54,9 @@ class PushArgs(BaseModel):
 
 
 class RobotTool(Tool):
-    """A tool bound to one :class:`FetchRobot`; counts finished calls in ``robot.actions``."""
+    """A tool bound to one :class:`RobotArm`; counts finished calls in ``robot.actions``."""
 
-    def __init__(self, robot: FetchRobot) -> None:
+    def __init__(self, robot: RobotArm) -> None:
         self.robot = robot
 
     async def run(self, args: Any) -> Any:
@@ -141,6 +141,6 @@ class Home(RobotTool):
 ROBOT_TOOLS: tuple[type[RobotTool], ...] = (Pick, Place, Push, GoTo, OpenGripper, CloseGripper, Home)
 
 
-def robot_toolbox(robot: FetchRobot, timeout_s: float = 30.0) -> ToolBox:
+def robot_toolbox(robot: RobotArm, timeout_s: float = 30.0) -> ToolBox:
     """A :class:`ToolBox` with every robot primitive bound to ``robot``."""
     return ToolBox([cls(robot) for cls in ROBOT_TOOLS], timeout_s=timeout_s)

@@ -1,6 +1,6 @@
 """Load a checkpoint (local folder or hub id) into model + tokenizer + image processor + adapter.
 
-A real checkpoint and a tiny one built by :mod:`agentkit.policies.vlm.tiny` take the same path:
+A real checkpoint and a tiny one built by :mod:`agentkit.policies.vlm.build` take the same path:
 ``from_pretrained``. The image processor is always the torchvision-free ``*ImageProcessorPil`` class
 (the HF fast processors need torchvision, whose PyPI wheels do not import beside a CPU torch).
 Device and dtype: CUDA with bf16 (fp16 where bf16 is unsupported) when present, else CPU fp32.
@@ -79,7 +79,7 @@ def load(
     """
     from transformers import AutoConfig, AutoTokenizer
 
-    from agentkit.policies.vlm.tiny import model_class
+    from agentkit.policies.vlm.build import model_class
 
     local = Path(model).expanduser()
     if local.exists():

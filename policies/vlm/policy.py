@@ -293,9 +293,9 @@ class VLMPolicy(Policy):
 
     def _response(self, text: str) -> Decision:
         try:
-            from agentkit.policies.parsing import parse_response
+            from agentkit.parsing import parse_response
         except ImportError:
-            return Decision.response(text, errors=["response parsing unavailable (agentkit.policies.parsing missing)"])
+            return Decision.response(text, errors=["response parsing unavailable (agentkit.parsing missing)"])
         try:
             r = parse_response(text, self.coord_format, resized_size=self._resized)
         except ValueError as e:

@@ -1,0 +1,31 @@
+"""The ``agentkit`` command: one entry point, commands grouped by area.
+
+Area modules register their commands on import; a module whose optional dependencies are missing still
+imports (heavy imports happen inside the commands), so ``agentkit --help`` always lists everything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+from agentkit.apps.cli.groups import app
+
+_AREAS = ("narrate", "detector", "vlm", "browser", "robot", "info")
+
+for _area in _AREAS:
+    try:
+        importlib.import_module(f"agentkit.apps.cli.{_area}")
+    except ModuleNotFoundError as _e:
+        if _e.name != f"agentkit.apps.cli.{_area}":
+            raise
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("AGENTKIT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

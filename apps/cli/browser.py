@@ -1,0 +1,143 @@
+"""CLI: ``agentkit eval miniwob`` (benchmark a GUI policy) and ``agentkit browse URL`` (run it live).
+
+Playwright, rapidocr and the policies are imported inside the commands, so ``agentkit --help`` stays
+fast and works without the browser extras.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import typer
+
+from agentkit.apps.cli.common import fail, run_guarded
+from agentkit.apps.cli.groups import app, eval_app
+
+_POLICY_ALIASES = {"oracle": "miniwob-oracle", "ocr": "ocr", "vlm": "vlm-gui"}
+
+
+def _resolve_tasks(spec: str, policy: str) -> list[str]:
+    from agentkit.envs.gui.miniwob import task_names
+    from agentkit.errors import ConfigError
+
+    known = task_names()
+    if spec == "all":
+        if policy == "miniwob-oracle":
+            from agentkit.policies.gui.oracle import SOLVERS
+
+            return [t for t in known if t in SOLVERS]
+        return known
+    tasks = [t.strip() for t in spec.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise ConfigError(f"unknown MiniWoB++ task(s): {', '.join(unknown)} (130 shipped; e.g. click-button)")
+    if not tasks:
+        raise ConfigError("--tasks is empty: give a comma-separated list or 'all'")
+    return tasks
+
+
+@eval_app.command("miniwob")
+def eval_miniwob(
+    policy: str = typer.Option("oracle", help="oracle | ocr | vlm (or a registered policy name)"),
+    tasks: str = typer.Option("click-button", help="comma-separated task names, or 'all'"),
+    episodes: int = typer.Option(20, min=1, help="episodes per task"),
+    seed: int = typer.Option(0, help="first seed; episode i of a task uses seed+i"),
+    record: Path | None = typer.Option(None, help="save episodes as DIR/<task>-<seed>/ (frames.mp4, jsonl)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    scale: float = typer.Option(3.0, help="device scale factor of the screenshots (task area is 160x210 px)"),
+) -> None:
+    """Per-task success rate (reward > 0), mean reward, steps and seconds per episode on MiniWoB++."""
+
+    def body() -> int:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Table
+
+        from agentkit.benchmarks.miniwob import evaluate, summarize
+        from agentkit.policy import make_policy
+
+        name = _POLICY_ALIASES.get(policy, policy)
+        task_list = _resolve_tasks(tasks, name)
+        kwargs = {"model": model} if model else {}
+        pol = make_policy(name, **kwargs)
+        console = Console(stderr=True)
+        progress = Progress(
+            TextColumn(f"[bold]miniwob {policy}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[ok]} ok  {task.fields[task_name]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        bar = progress.add_task("eval", total=episodes * len(task_list), ok=0, task_name="")
+        ok = 0
+
+        def on_episode(r: object) -> None:
+            nonlocal ok
+            ok += int(r.success)  # type: ignore[attr-defined]
+            progress.update(bar, advance=1, ok=ok, task_name=r.task)  # type: ignore[attr-defined]
+
+        with progress:
+            results = asyncio.run(
+                evaluate(pol, task_list, episodes, seed, record_dir=record, on_episode=on_episode, scale=scale)
+            )
+        pol.close()
+        report = summarize(results)
+        report["config"] = {"policy": policy, "episodes": episodes, "seed": seed, "tasks": task_list}
+        table = Table(title=f"MiniWoB++ - {policy}")
+        for col in ("task", "success", "reward", "steps", "seconds", "errors"):
+            table.add_column(col, justify="left" if col == "task" else "right")
+        for t, v in report["tasks"].items():
+            table.add_row(
+                t,
+                f"{v['success_rate']:.2f}",
+                f"{v['mean_reward']:.2f}",
+                f"{v['mean_steps']:.1f}",
+                f"{v['mean_seconds']:.2f}",
+                str(v["errors"]),
+            )
+        o = report["overall"]
+        table.add_row("[bold]overall", f"{o['success_rate']:.2f}", f"{o['mean_reward']:.2f}", "", "", "")
+        Console().print(table)
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(report, indent=2))
+        return 0
+
+    run_guarded(body)
+
+
+@app.command("browse")
+def browse(
+    url: str = typer.Argument(..., help="page to open: http(s)://... or file://... or a local .html path"),
+    task: str = typer.Option(..., "--task", help="instruction for the agent, e.g. 'Click on the \"Submit\" button.'"),
+    policy: str = typer.Option("ocr", help="ocr | vlm (or a registered policy name)"),
+    out: Path = typer.Option(Path("browse_replay.mp4"), help="annotated replay: .mp4 or .gif"),
+    steps: int = typer.Option(5, min=1, help="maximum decisions"),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="extra host the page may reach (repeatable)"),
+    width: int | None = typer.Option(None, help="viewport width (CSS px; default 800)"),
+    height: int | None = typer.Option(None, help="viewport height (CSS px; default 600)"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    config: Path | None = typer.Option(None, help="YAML with a 'browser:' section (see configs/browser.yaml)"),
+) -> None:
+    """Run a GUI agent live on a page and save an annotated replay (clicks and typed text drawn)."""
+
+    def body() -> int:
+        from agentkit.apps.browser_agent import BrowseConfig, run_browse
+        from agentkit.config import load_yaml, validate
+
+        if out.suffix.lower() not in (".mp4", ".gif"):
+            fail(f"--out must end in .mp4 or .gif, got {out.name!r}")
+        browser_section = load_yaml(config).get("browser", {}) if config is not None else {}
+        name = _POLICY_ALIASES.get(policy, policy)
+        args = {"url": url, "task": task, "policy": name, "out": str(out), "steps": steps, "model": model}
+        args |= {"allow_hosts": list(allow_host), "width": width, "height": height, "browser": browser_section}
+        cfg = validate(BrowseConfig, args, where="(command line)")
+        summary = asyncio.run(run_browse(cfg))
+        typer.echo(json.dumps(summary, indent=2))
+        return 0
+
+    run_guarded(body)

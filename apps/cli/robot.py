@@ -1,0 +1,166 @@
+"""CLI: ``agentkit eval fetch``, ``agentkit robot`` and ``agentkit robot-node``.
+
+MuJoCo, gymnasium and aiomqtt are imported inside the commands, so ``agentkit --help`` stays fast and
+works without the robot extras.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import typer
+
+from agentkit.apps.cli.common import run_guarded
+from agentkit.apps.cli.groups import app, eval_app
+
+
+def _eval(env: str, **kw: object) -> None:
+    """Shared body of ``eval fetch`` and ``eval panda``."""
+
+    def body() -> int:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from agentkit.apps.robot import EvalConfig, evaluate, parse_indices
+
+        json_out = kw.pop("json_out")
+        kw["video_episodes"] = parse_indices(kw["video_episodes"])  # type: ignore[arg-type]
+        cfg = EvalConfig(env=env, **kw)  # type: ignore[arg-type]
+        progress = Progress(
+            TextColumn(f"[bold]{env} {cfg.policy}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[ok]} ok"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        task = progress.add_task("eval", total=cfg.episodes, ok=0)
+        ok = 0
+
+        def on_episode(r: object) -> None:
+            nonlocal ok
+            ok += bool(getattr(r, "success", False))
+            progress.update(task, advance=1, ok=ok)
+
+        with progress:
+            report = asyncio.run(evaluate(cfg, on_episode))
+        if json_out:
+            assert isinstance(json_out, Path)
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(report, indent=2))
+        typer.echo(json.dumps(report["overall"]))
+        return 0
+
+    run_guarded(body)
+
+
+@eval_app.command("fetch")
+def eval_fetch(
+    policy: str = typer.Option("pixels", help="expert | pixels | vlm (or a registered policy name)"),
+    episodes: int = typer.Option(50, help="number of seeded episodes"),
+    seed: int = typer.Option(0, help="first seed; episode i uses seed+i"),
+    record: Path | None = typer.Option(None, help="folder for eval.json and the videos"),
+    video_episodes: str = typer.Option("", help="episode indices to film, e.g. 0,1 (needs --record)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
+    node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
+) -> None:
+    """Success rate, steps and seconds per episode of a policy on FetchPickAndPlace-v4 (MuJoCo)."""
+    _eval(
+        "fetch",
+        policy=policy,
+        episodes=episodes,
+        seed=seed,
+        record=record,
+        video_episodes=video_episodes,
+        json_out=json_out,
+        node=node,
+        model=model,
+        max_steps=max_steps,
+    )
+
+
+@eval_app.command("panda")
+def eval_panda(
+    policy: str = typer.Option("pixels", help="expert | pixels | vlm (or a registered policy name)"),
+    episodes: int = typer.Option(50, help="number of seeded episodes"),
+    seed: int = typer.Option(0, help="first seed; episode i uses seed+i"),
+    record: Path | None = typer.Option(None, help="folder for eval.json and the videos"),
+    video_episodes: str = typer.Option("", help="episode indices to film, e.g. 0,1 (needs --record)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
+) -> None:
+    """The same evaluation on panda-gym's PandaPickAndPlace-v3 (PyBullet), same tools and policies."""
+    _eval(
+        "panda",
+        policy=policy,
+        episodes=episodes,
+        seed=seed,
+        record=record,
+        video_episodes=video_episodes,
+        json_out=json_out,
+        node=None,
+        model=model,
+        max_steps=max_steps,
+    )
+
+
+@app.command("robot")
+def robot(
+    task: str = typer.Option("put the block on the target", help="the instruction given to the policy"),
+    policy: str = typer.Option("pixels", help="expert | pixels | vlm"),
+    source: str | None = typer.Option(None, help="mqtt://host:port/name of a robot node (default: in-process sim)"),
+    seed: int = typer.Option(0, help="episode seed"),
+    fps: float = typer.Option(10.0, help="camera frames per second"),
+    duration: float = typer.Option(30.0, help="stop after this many seconds"),
+    video: Path | None = typer.Option(Path("runs/robot.mp4"), help="annotated video of the run"),
+    record: Path | None = typer.Option(None, help="recording folder (frames.mp4, decisions.jsonl, actions.jsonl)"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
+    env: str = typer.Option("fetch", help="in-process world: fetch (MuJoCo) | panda (PyBullet)"),
+) -> None:
+    """Run a robot policy live on a robot camera stream (fetch, panda, or a node over MQTT), annotated video."""
+
+    def body() -> int:
+        from agentkit.apps.robot import LiveConfig, run_live
+
+        cfg = LiveConfig(task, policy, source, seed, fps, duration, video, record, model, realtime, env)
+        result = asyncio.run(run_live(cfg))
+        typer.echo(json.dumps({k: result[k] for k in ("task", "policy", "success", "seconds")}))
+        if video:
+            typer.echo(f"video: {video}", err=True)
+        return 0 if result["success"] else 2
+
+    run_guarded(body)
+
+
+@app.command("robot-node")
+def robot_node(
+    env: str = typer.Option("fetch", help="the simulated robot: fetch (MuJoCo) | panda (PyBullet)"),
+    broker: str = typer.Option("mqtt://127.0.0.1:1883", help="mqtt://host:port of the broker"),
+    name: str = typer.Option("r1", help="robot name: topics agentkit/<name>/..."),
+    fps: float = typer.Option(15.0, help="camera frames per second"),
+    seed: int = typer.Option(0, help="seed of the first episode"),
+    depth: bool = typer.Option(True, help="publish the depth image too"),
+    realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
+) -> None:
+    """Serve a simulated robot over MQTT: publishes frames/depth/state, executes received tool calls."""
+
+    def body() -> int:
+        from agentkit.apps.robot import serve_node
+        from agentkit.envs.robot.worlds import ROBOT_ENVS
+        from agentkit.errors import ConfigError
+
+        if env not in ROBOT_ENVS:
+            raise ConfigError(f"--env: unknown robot env {env!r}; known: {', '.join(ROBOT_ENVS)}")
+        try:
+            asyncio.run(serve_node(broker, name, fps=fps, seed=seed, depth=depth, realtime=realtime, env=env))
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    run_guarded(body)

@@ -1,0 +1,241 @@
+"""CLI of the streaming VLM engine: ``bench stream``, ``verify stream`` and ``vlm build-tiny``.
+
+torch and transformers are imported inside the commands, so ``agentkit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from agentkit.apps.cli.common import fail, run_guarded
+from agentkit.apps.cli.groups import app, bench_app, verify_app
+
+vlm_app = typer.Typer(help="Streaming VLM engine utilities.", no_args_is_help=True)
+app.add_typer(vlm_app, name="vlm")
+
+_ARCHS = "qwen2_vl, qwen2_5_vl, smolvlm, idefics3, llava_onevision"
+
+
+def _quiet_transformers() -> None:
+    """No tqdm bars for loading/saving tiny checkpoints (they would interleave with our output)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        fail(f"{name} must be comma-separated integers, got {text!r}")
+    if not vals or any(v <= 0 for v in vals):
+        fail(f"{name} must be positive integers, got {text!r}")
+    return vals
+
+
+def _check_arch(arch: str) -> None:
+    from agentkit.policies.vlm.build import ARCHS
+
+    if arch not in ARCHS:
+        fail(f"--arch must be one of {_ARCHS}, got {arch!r}")
+
+
+@vlm_app.command("build-tiny")
+def build_tiny_cmd(
+    arch: str = typer.Argument(..., help=f"Architecture: {_ARCHS}."),
+    out_dir: Path = typer.Argument(..., help="Folder to write the checkpoint to."),
+    size: str = typer.Option("tiny", "--size", help="tiny | 2b | 7b (real dimensions, random weights)."),
+    tokens_per_frame: int = typer.Option(None, "--tokens-per-frame", help="Vision tokens per frame."),
+    state_tokens: str = typer.Option("agentkit", "--state-tokens", help="agentkit | streamo | none."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Build a random-weight checkpoint offline (tokenizer trained here) loadable with from_pretrained."""
+
+    def run() -> int:
+        from agentkit.policies.vlm.build import SIZES, build_tiny
+
+        _quiet_transformers()
+        _check_arch(arch)
+        if size not in SIZES:
+            fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+        from agentkit.policies.vlm.decide import STATE_TOKEN_SETS
+
+        if state_tokens not in (*STATE_TOKEN_SETS, "none"):
+            fail(f"--state-tokens must be agentkit, streamo or none, got {state_tokens!r}")
+        names = () if state_tokens == "none" else STATE_TOKEN_SETS[state_tokens]
+        path = build_tiny(arch, out_dir, size=size, seed=seed, tokens_per_frame=tokens_per_frame, state_tokens=names)
+        typer.echo(f"built {arch} ({size}, random weights) in {path}")
+        return 0
+
+    run_guarded(run)
+
+
+@bench_app.command("stream")
+def bench_stream(
+    arch: str = typer.Option("qwen2_vl", "--arch", help=f"Architecture: {_ARCHS}."),
+    size: str = typer.Option("tiny", "--size", help="tiny | 2b | 7b (random weights)."),
+    history: str = typer.Option("8,32,128,512", "--history", help="Frames of history, comma-separated."),
+    tokens_per_frame: int = typer.Option(64, "--tokens-per-frame", help="Vision tokens per frame (square)."),
+    frames: int = typer.Option(5000, "--frames", help="Frames of the long run with eviction (0: skip)."),
+    repeats: int = typer.Option(5, "--repeats", help="Timed repeats per measurement (medians)."),
+    reprefill_max_history: int = typer.Option(128, "--reprefill-max-history", help="Skip re-prefill above."),
+    window_s: float = typer.Option(16.0, "--window-s", help="Eviction window of the long run (s at 1 fps)."),
+    device: str = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)."),
+    dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16."),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads."),
+    json_out: Path = typer.Option(None, "--json", help="Write the result JSON here."),
+) -> None:
+    """Per-frame step of the engine vs full re-prefill of the history, decode ms/token, memory, long run."""
+
+    def run() -> int:
+        import torch
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+        from rich.table import Table
+
+        from agentkit.benchmarks.vlm_stream import BenchConfig, run_bench
+        from agentkit.policies.vlm.build import SIZES
+
+        _check_arch(arch)
+        _quiet_transformers()
+        if size not in SIZES:
+            fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+        if threads:
+            torch.set_num_threads(threads)
+        cfg = BenchConfig(
+            arch=arch,
+            size=size,
+            histories=_ints(history, "--history"),
+            tokens_per_frame=tokens_per_frame,
+            frames=max(0, frames),
+            repeats=max(1, repeats),
+            reprefill_max_history=reprefill_max_history,
+            window_s=window_s,
+            device=device,
+            dtype=dtype,
+        )
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as prog:
+            tasks: dict[str, TaskID] = {}
+
+            def cb(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = prog.add_task(name, total=total)
+                prog.update(tasks[name], completed=done)
+
+            try:
+                result = run_bench(cfg, cb)
+            except ValueError as e:
+                fail(str(e))
+        table = Table(title=f"bench stream: {arch} {size} on {result['env']['device']} ({result['env']['dtype']})")
+        for col in ("history", "tok/frame", "engine ms", "re-prefill ms", "speedup", "decode ms/tok", "peak MB"):
+            table.add_column(col, justify="right")
+        for r in result["rows"]:
+            table.add_row(
+                str(r["history"]),
+                str(r["tokens_per_frame"]),
+                f"{r['incremental_ms']:.2f}",
+                "-" if r["reprefill_ms"] is None else f"{r['reprefill_ms']:.1f}",
+                "-" if r["speedup"] is None else f"{r['speedup']:.1f}x",
+                "-" if r["decode_ms_per_token"] is None else f"{r['decode_ms_per_token']:.2f}",
+                f"{r['peak_mem_mb']:.0f}",
+            )
+        Console().print(table)
+        lr = result["long_run"]
+        if lr:
+            typer.echo(
+                f"long run ({lr['frames']} frames, window {lr['window_s']} s): step {lr['step_ms_at_100']:.2f} ms at "
+                f"frame {lr['first_frame']} vs {lr['step_ms_at_last']:.2f} ms at the last "
+                f"(x{lr['ratio_last_to_100']}); memory "
+                f"{lr['mem_mb_at_100']} -> {lr['mem_mb_at_last']} MB; cache {lr['cache_tokens_at_100']} -> "
+                f"{lr['cache_tokens_at_last']} tokens"
+            )
+        if json_out:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(result, indent=2))
+            typer.echo(f"wrote {json_out}")
+        return 0
+
+    run_guarded(run)
+
+
+@verify_app.command("stream")
+def verify_stream(
+    model: str = typer.Option(None, "--model", "-m", help="Checkpoint folder or hub id."),
+    arch: str = typer.Option(None, "--arch", help=f"Build a tiny random {_ARCHS} checkpoint instead."),
+    frames: int = typer.Option(12, "--frames", help="Frames to stream (>= 4)."),
+    window_tokens: int = typer.Option(None, "--window-tokens", help="Eviction window (default: ~3 frames)."),
+    response_tokens: int = typer.Option(6, "--response-tokens", help="Tokens of the forced Response."),
+    tol: float = typer.Option(1e-4, "--tol", help="Max abs logit difference allowed (fp32)."),
+    device: str = typer.Option(None, "--device"),
+    dtype: str = typer.Option("float32", "--dtype", help="Keep float32 for the 1e-4 tolerance."),
+    max_pixels: int = typer.Option(None, "--max-pixels", help="Qwen: pixels per frame (fewer tokens)."),
+    video: Path = typer.Option(None, "--video", help="Stream this video's first frames instead of noise."),
+) -> None:
+    """Stream frames + a question + a response through the engine and compare with one full forward."""
+
+    def run() -> int:
+        import tempfile
+
+        from agentkit.policies.vlm.build import build_tiny
+        from agentkit.policies.vlm.loading import load
+        from agentkit.policies.vlm.verify import stream_and_compare
+
+        if (model is None) == (arch is None):
+            fail("give exactly one of --model PATH and --arch ARCH")
+        if frames < 4:
+            fail(f"--frames must be >= 4, got {frames}")
+        if video is not None and not video.is_file():
+            fail(f"--video {video} is not a file")
+        _quiet_transformers()
+        with tempfile.TemporaryDirectory() as tmp:
+            src = model
+            if arch is not None:
+                _check_arch(arch)
+                src = str(build_tiny(arch, Path(tmp) / arch))
+            loaded = load(src, device=device, dtype=dtype, max_pixels=max_pixels)
+            per_frame = len(loaded.adapter.frame_chunk(_probe_image()).ids) + 16
+            window = window_tokens or 3 * per_frame
+            vid = str(video) if video else None
+            n = frames
+            results = [
+                stream_and_compare(loaded, frames=n, response_tokens=response_tokens, video=vid),
+                stream_and_compare(loaded, frames=n, response_tokens=response_tokens, window_tokens=window, video=vid),
+            ]
+        bad = False
+        what = f"tiny random {arch} checkpoint" if arch else src
+        src_frames = f"frames of {video}" if video else "random frames"
+        typer.echo(f"verify stream: {loaded.arch} ({what}), {results[0].report.frames} {src_frames}, tolerance {tol:g}")
+        for r in results:
+            ok = r.report.ok(tol)
+            bad |= not ok
+            typer.echo(
+                f"  {r.label:12s} max |logit diff| = {r.report.max_abs_diff:.3g}  position mismatches = "
+                f"{r.report.max_position_diff}  tokens = {r.report.tokens}  responses = {r.responses}  "
+                f"evicted = {r.evicted_tokens}  {'OK' if ok else 'FAIL'}"
+            )
+        if bad:
+            hint = (
+                ""
+                if str(loaded.adapter.dtype) == "torch.float32"
+                else " (expected in half precision: use --dtype float32)"
+            )
+            fail(f"incremental logits differ from the full forward by more than {tol:g}{hint}")
+        return 0
+
+    run_guarded(run)
+
+
+def _probe_image():  # returns a numpy array; numpy is imported lazily
+    import numpy as np
+
+    return np.zeros((48, 64, 3), dtype=np.uint8)

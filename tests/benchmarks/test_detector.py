@@ -1,0 +1,71 @@
+"""The real detector narrator (MOG2 + OpenCV's HOG people detector) on clips of the real sample videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentkit.benchmarks.detector import iter_video_frames, replay_video
+from agentkit.benchmarks.narration import load_labels
+from agentkit.policy import make_policy
+from agentkit.types import DecisionKind
+
+REPO = Path(__file__).resolve().parents[2]
+LABELS = REPO / "configs" / "labels" / "one-by-one-person-detection.json"
+
+
+def _video(name: str) -> Path:
+    for folder in (REPO / "samples", REPO.parent / "shared" / "data" / "videos"):
+        if (folder / name).is_file():
+            return folder / name
+    pytest.skip(f"{name} not found in samples/ or ../shared/data/videos")
+
+
+@pytest.mark.parametrize("backend", ["auto", "numpy"])
+def test_first_arrival_and_departure_on_the_real_clip(backend: str) -> None:
+    """``auto`` is OpenCV's HOG where this OpenCV has it; ``numpy`` is the port that works on any OpenCV."""
+    video = _video("one-by-one-person-detection.mp4")
+    events = [e for e in load_labels(LABELS).events if e.t <= 21.0]
+    assert [e.type for e in events] == ["arrive", "leave"]
+    policy = make_policy("detector", hog_backend=backend)
+    # decode only a window: 3 s of empty room, the first person walks in, stands, walks out
+    decisions, stats = replay_video(policy, video, start_s=3.0, end_s=23.0)
+    assert stats.frames == pytest.approx(200, abs=2)
+    resp = [d for d in decisions if d.kind is DecisionKind.RESPONSE]
+    assert [d.meta["event"] for d in resp] == ["arrive", "leave"], [(d.pts, d.text) for d in resp]
+    arrive, leave = resp
+    assert events[0].t - 1.0 <= arrive.pts <= events[0].t + 3.0
+    assert events[1].t - 1.0 <= leave.pts <= events[1].t + 3.0
+    assert arrive.text == "A person arrived (1 person in view)."
+    (box,) = arrive.boxes
+    assert box.label == "person"
+    # the person stands at the table, in the left-centre of the frame, and fills most of its height
+    assert 0.3 < box.center.x < 0.7 and box.y2 - box.y1 > 0.7
+    assert any(d.kind is DecisionKind.STANDBY for d in decisions if 6.0 <= d.pts < arrive.pts)
+    assert all(d.kind is DecisionKind.SILENCE for d in decisions if d.pts < 5.5)
+    # faster than real time even on a loaded 2-core machine (measured ~10x; allow a wide margin)
+    assert stats.realtime_factor > 2.0
+
+
+def test_hand_moving_bottles_is_not_a_person() -> None:
+    video = _video("bottle-detection.mp4")
+    policy = make_policy("detector")
+    decisions, _ = replay_video(policy, video, start_s=14.0, end_s=22.0)
+    assert [d.text for d in decisions if d.kind is DecisionKind.RESPONSE] == []
+    assert any(d.kind is DecisionKind.STANDBY for d in decisions)  # the hand's motion is "under way"
+
+
+def test_window_decoding_and_missing_file(tmp_path: Path) -> None:
+    from agentkit.errors import SourceError
+
+    video = _video("one-by-one-person-detection.mp4")
+    frames = list(iter_video_frames(video, start_s=50.0, end_s=51.0))
+    assert frames[0].pts == pytest.approx(50.0, abs=0.051) and frames[-1].pts <= 51.0 + 1e-6
+    assert frames[0].image.shape == (432, 768, 3)
+    with pytest.raises(SourceError, match="not found"):
+        next(iter_video_frames(tmp_path / "none.mp4"))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 1000)
+    with pytest.raises(SourceError):
+        next(iter_video_frames(broken))

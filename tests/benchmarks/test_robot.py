@@ -1,0 +1,149 @@
+"""Whole episodes through policy -> tool calls -> ToolBox -> primitives -> MuJoCo, and the live loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.robot
+
+
+def _episode(robot, name, seed):
+    from agentkit.benchmarks.robot import LocalBackend, run_episode
+    from agentkit.policy import make_policy
+    from agentkit.tools.robot import robot_toolbox
+
+    backend = LocalBackend(robot, robot_toolbox(robot), privileged=name == "fetch-expert")
+    return asyncio.run(run_episode(backend, make_policy(name), seed))
+
+
+def test_expert_episode_succeeds(robot):
+    r = _episode(robot, "fetch-expert", seed=7)
+    assert r.success, r.errors
+    assert [c["call"]["name"] for c in r.tool_calls] == ["pick", "place"]
+    assert all("xyz" in c["call"]["arguments"] for c in r.tool_calls)
+
+
+def test_pixels_episode_succeeds_without_privileged_state(robot, monkeypatch):
+    from agentkit.envs.robot import arm as fetch_robot
+
+    seen = []
+    original = fetch_robot.RobotArm.meta
+
+    def spy(self, privileged=False):
+        seen.append(privileged)
+        return original(self, privileged)
+
+    monkeypatch.setattr(fetch_robot.RobotArm, "meta", spy)
+    r = _episode(robot, "fetch-pixels", seed=11)
+    assert r.success, r.errors
+    names = [c["call"]["name"] for c in r.tool_calls]
+    assert names[:3] == ["home", "pick", "place"]
+    assert all("point" in c["call"]["arguments"] for c in r.tool_calls if c["call"]["name"] != "home")
+    assert seen and not any(seen)  # the pixels policy never got the scene state
+
+
+def test_detector_finds_block_and_target_where_the_camera_projects_them(robot):
+    from agentkit.policies.robot.pixels import detect
+
+    sim = robot.sim
+    for seed in (3, 4, 8):
+        robot.reset(seed=seed)
+        robot.run_sync(robot.home())
+        rgb, _ = sim.render(depth=False)
+        det = detect(rgb)
+        block, _ = sim.camera.project(sim.object_pos + np.array([0, 0, 0.025]))
+        target, _ = sim.camera.project(sim.target_pos)
+        assert det["block"] is not None and det["target"] is not None
+        assert np.hypot(det["block"].point.x - block.x, det["block"].point.y - block.y) < 0.03
+        assert np.hypot(det["target"].point.x - target.x, det["target"].point.y - target.y) < 0.02
+
+
+def test_pixels_policy_reports_missing_objects():
+    from agentkit.policies.robot.pixels import FetchPixelsPolicy
+    from agentkit.types import Frame
+
+    policy = FetchPixelsPolicy()
+    grey = np.full((240, 320, 3), 200, np.uint8)
+    meta = {"episode": 0, "busy": False, "actions": 0}
+    first = policy.step(Frame(grey, 0.0, 0.0, 0, meta=meta))
+    assert [c.name for c in first.tool_calls] == ["home"]
+    second = policy.step(Frame(grey, 0.1, 0.1, 1, meta={**meta, "actions": 1}))
+    assert not second.tool_calls and "no block or target" in second.errors[0]
+
+
+def test_live_app_runs_the_loop_and_writes_an_annotated_video(tmp_path):
+    pytest.importorskip("av")
+    from agentkit.apps.robot import LiveConfig, run_live
+
+    cfg = LiveConfig(
+        policy="pixels",
+        seed=2,
+        fps=10,
+        duration_s=40,
+        video=tmp_path / "live.mp4",
+        record=tmp_path / "rec",
+        realtime=2.0,
+    )
+    result = asyncio.run(run_live(cfg))
+    assert result["success"], result
+    assert (tmp_path / "live.mp4").stat().st_size > 10_000
+    actions = [json.loads(line) for line in (tmp_path / "rec" / "actions.jsonl").read_text().splitlines()]
+    assert [a["call"]["name"] for a in actions][:3] == ["home", "pick", "place"] and all(a["ok"] for a in actions)
+
+
+def test_eval_cli_writes_the_report(tmp_path):
+    from typer.testing import CliRunner
+
+    import agentkit.apps.cli.robot  # noqa: F401  (registers the commands)
+    from agentkit.apps.cli.groups import app
+
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["eval", "fetch", "--policy", "expert", "--episodes", "2", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert set(report["overall"]) >= {"success_rate", "episodes", "mean_steps", "mean_seconds"}
+    assert report["overall"]["episodes"] == 2 and len(report["episodes"]) == 2
+    bad = CliRunner().invoke(app, ["eval", "fetch", "--episodes", "0"])
+    assert bad.exit_code == 1 and "--episodes must be >= 1" in bad.output
+
+
+def test_new_instruction_interrupts_a_running_pick_and_the_task_still_succeeds(robot):
+    from agentkit.envs.robot.source import RobotCameraSource
+    from agentkit.loop import LoopConfig, StreamLoop
+    from agentkit.policy import make_policy
+    from agentkit.sinks import Sink
+    from agentkit.tools.robot import robot_toolbox
+
+    robot.realtime = 2.0  # a pick lasts ~0.6 s of wall time
+    robot.reset(seed=5)
+    policy = make_policy("fetch-pixels")
+    loop = StreamLoop(
+        RobotCameraSource(robot, fps=20), policy, toolbox=robot_toolbox(robot), config=LoopConfig(duration_s=40)
+    )
+    events = {"interrupted_at": None, "results": []}
+
+    class Watch(Sink):
+        def on_decision(self, decision, frame):
+            # home done (1 action), the pick running: interrupt with a new instruction
+            if events["interrupted_at"] is None and frame.meta["busy"] and frame.meta["actions"] == 1:
+                events["interrupted_at"] = robot.sim.steps
+                loop.instruct("put the block on the target")
+            if policy.done and not frame.meta["busy"] and events["interrupted_at"] is not None:
+                loop.stop()
+
+        def on_action(self, result):
+            events["results"].append((result.call.name, result.ok))
+
+    loop.sinks.append(Watch())
+    asyncio.run(loop.run())
+    names = [n for n, _ in events["results"]]
+    assert events["interrupted_at"] is not None
+    assert names[0] == "home" and "pick" in names and names.count("home") == 2, names
+    assert "open_gripper" in names  # released whatever it held before looking again
+    assert names.index("open_gripper") < len(names) - 2  # then the re-plan: home, pick, place
+    assert names == ["home", "open_gripper", "home", "pick", "place"], names
+    assert robot.sim.is_success(), events

@@ -1,0 +1,1 @@
+"""Narration outputs: console and message feed, subtitles (SRT/WebVTT), speech (espeak-ng)."""
