@@ -5,7 +5,7 @@ streaming policy that decides Silence / Standby / Response for every frame; an e
 into narration, GUI actions or robot primitives.
 """
 
-from agentkit.types import ActionResult, Box, Decision, DecisionKind, Frame, Point, ToolCall
+from agentkit.types import ActionResult, ActorStatus, Box, Decision, DecisionKind, Frame, Point, ToolCall
 
-__all__ = ["ActionResult", "Box", "Decision", "DecisionKind", "Frame", "Point", "ToolCall"]
+__all__ = ["ActionResult", "ActorStatus", "Box", "Decision", "DecisionKind", "Frame", "Point", "ToolCall"]
 __version__ = "0.1.0"

@@ -11,6 +11,9 @@ Why it is shaped like this:
   instruction cancels the running actions (interruption).
 * Errors are values: a policy exception or a failed tool call is recorded on its frame and counted; only
   a source failure ends the run, and even then every sink is closed so files stay valid.
+* Turn-based mode (episodes, evaluations): given an :class:`Actor`, the loop hands each decision to it
+  and waits until it has acted before the next frame, so a benchmark runs through exactly the same
+  policy thread, error handling, metrics and sinks as a live stream (see :mod:`agentkit.episode`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ class Gate(Protocol):
     """A cheap filter in front of the policy: ``admit`` False means "nothing new", counted as Silence."""
 
     def admit(self, frame: Frame) -> bool: ...
+
+
+class Actor(Protocol):
+    """Acts on each decision before the next frame exists (turn-based mode); returns what its calls did."""
+
+    async def act(self, decision: Decision, frame: Frame) -> list[ActionResult]: ...
 
 
 class LatestSlot:
@@ -158,6 +167,7 @@ class StreamLoop:
         gate: Gate | None = None,
         recorder: Sink | None = None,
         config: LoopConfig | None = None,
+        actor: Actor | None = None,
     ) -> None:
         self.source = source
         self.policy = policy
@@ -165,6 +175,9 @@ class StreamLoop:
         self.sinks: list[Sink] = list(sinks) + ([recorder] if recorder is not None else [])
         self.gate = gate
         self.config = config or LoopConfig()
+        if actor is not None and (toolbox is not None or not source.lossless):
+            raise ValueError("turn-based mode: the actor runs the calls (no toolbox) and the source must be lossless")
+        self.actor = actor
         self.metrics = StreamMetrics()
         self.decisions: list[Decision] = []  # kept small: only the last ``keep`` are retained
         self.keep = 256
@@ -243,6 +256,9 @@ class StreamLoop:
                 if decision.model_ms is not None:
                     self.metrics.model_ms.append(decision.model_ms)
             self._finish(decision, frame)
+            if self.actor is not None:
+                for result in await self.actor.act(decision, frame):
+                    self._on_action(result)
             if cfg.max_frames is not None and self.metrics.processed >= cfg.max_frames:
                 self.stop()
                 return
@@ -266,7 +282,7 @@ class StreamLoop:
             del self.decisions[: len(self.decisions) - self.keep]
         for sink in self.sinks:
             sink.on_decision(decision, frame)
-        if decision.kind is DecisionKind.RESPONSE and decision.tool_calls:
+        if decision.kind is DecisionKind.RESPONSE and decision.tool_calls and self.actor is None:
             if self._executor is None:
                 for call in decision.tool_calls:
                     self._on_action(ActionResult(call, False, frame.seq, error="no executor: tool calls are not run"))

@@ -150,12 +150,37 @@ class DecisionKind(str, enum.Enum):
     RESPONSE = "response"  # answer now
 
 
+@dataclass(frozen=True, slots=True)
+class ActorStatus:
+    """What the acting side (a robot, a browser page) reports with each frame, so a policy knows whether
+    its last plan is still running: ``episode`` (a new number re-arms a policy), ``busy`` (an action is
+    running), ``actions`` (tool calls finished so far), ``steps`` (control steps of the episode)."""
+
+    episode: int = 0
+    busy: bool = False
+    actions: int = 0
+    steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"episode": self.episode, "busy": self.busy, "actions": self.actions, "steps": self.steps}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ActorStatus:
+        """Build from a dict (a wire header); ``ValueError`` for missing or ill-typed fields."""
+        try:
+            return cls(int(d["episode"]), bool(d["busy"]), int(d["actions"]), int(d["steps"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"bad actor status {d!r}: {e}") from None
+
+
 @dataclass(slots=True)
 class Frame:
     """One RGB image from a source, decoded and colour-converted once at the source.
 
     ``t`` is the capture time on the monotonic clock (``time.monotonic()``), used for latency;
     ``pts`` is the time in the stream (seconds since the stream started), used for subtitles and labels.
+    ``status`` is the actor's report (robots, pages); ``privileged`` holds what only a privileged policy
+    may read (a page's DOM, a simulator's scene state) and is filled only for such policies.
     """
 
     image: np.ndarray
@@ -164,6 +189,8 @@ class Frame:
     seq: int
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    status: ActorStatus | None = None
+    privileged: Any = None
 
     def __post_init__(self) -> None:
         img = self.image

@@ -1,10 +1,9 @@
 """``agentkit browse``: a GUI agent acting live on a web page, with an annotated replay.
 
-Why this module exists: it is the thin wiring of the browser use case - a
-:class:`~agentkit.envs.gui.browser.BrowserSource` (screencast + screenshots, allowlist) feeding the lead's
-:class:`~agentkit.loop.StreamLoop`, a GUI policy, and the GUI tools on the same page as the executor.
-An :class:`AnnotatingSink` draws every click and typed text on the frames and writes an mp4 or GIF
-replay, so a run can be checked by eye.
+Thin wiring of the browser use case: a :class:`~agentkit.envs.gui.browser.BrowserSource` (screencast +
+screenshots, allowlist) feeding the :class:`~agentkit.loop.StreamLoop`, a GUI policy, and the GUI tools on
+the same page as the executor. The one annotator (:class:`~agentkit.annotate.AnnotatedVideoSink`) draws
+every click and typed text on the frames into an mp4 or GIF replay, so a run can be checked by eye.
 """
 
 from __future__ import annotations
@@ -14,12 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import cv2
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentkit.annotate import AnnotatedVideoSink
 from agentkit.errors import ConfigError
 from agentkit.sinks import Sink
+from agentkit.testing import CaptureSink
 from agentkit.types import ActionResult, Decision, DecisionKind, Frame
 
 
@@ -57,73 +56,17 @@ def resolve_url(url: str) -> tuple[str, list[str], list[str]]:
     return path.as_uri(), [], [str(path.parent)]
 
 
-def annotate(image: np.ndarray, decision: Decision | None, results: list[ActionResult]) -> np.ndarray:
-    """Draw the decision's clicks (red circles) and typed text (banner) on a copy of ``image``."""
-    out = image.copy()
-    h, w = out.shape[:2]
-    if decision is not None:
-        for box in decision.boxes:
-            x1, y1, x2, y2 = box.to_pixels(w, h)
-            cv2.rectangle(out, (x1, y1), (x2, y2), (0, 160, 255), 2)
-        n = 0
-        for call in decision.tool_calls:
-            pt = call.arguments.get("point") if isinstance(call.arguments, dict) else None
-            if isinstance(pt, dict) and "x" in pt and "y" in pt:
-                n += 1
-                cx, cy = int(float(pt["x"]) * w), int(float(pt["y"]) * h)
-                cv2.circle(out, (cx, cy), max(6, w // 60), (255, 0, 0), 3)
-                cv2.putText(out, str(n), (cx + 8, cy - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 0, 0), 2)
-            elif call.name in ("type", "key"):
-                text = call.arguments.get("text") or "+".join(call.arguments.get("keys", []))
-                cv2.rectangle(out, (0, h - 34), (w, h), (0, 0, 0), -1)
-                cv2.putText(
-                    out, f"{call.name}: {text}"[:80], (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2
-                )
-    errors = [r.error for r in results if not r.ok and r.error]
-    if decision is not None:
-        errors = list(decision.errors) + errors
-    if errors:
-        cv2.putText(out, errors[0][:90], (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (220, 0, 0), 2)
-    return out
+class _KeepOpen(Sink):
+    """Forwards to a sink but leaves closing it to the caller (the replay gets one more frame after the loop)."""
 
-
-class AnnotatingSink(Sink):
-    """Keeps annotated frames of Response decisions (and a few context frames) for the replay."""
-
-    def __init__(self) -> None:
-        self.frames: list[tuple[float, np.ndarray]] = []
-        self.results: list[ActionResult] = []
-        self.decisions: list[Decision] = []
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
 
     def on_decision(self, decision: Decision, frame: Frame) -> None:
-        self.decisions.append(decision)
-        self.frames.append((frame.pts, annotate(frame.image, decision, [])))
+        self.sink.on_decision(decision, frame)
 
     def on_action(self, result: ActionResult) -> None:
-        self.results.append(result)
-
-    def write(self, path: str | Path, fps: float = 2.0) -> int:
-        """Write the replay (mp4 via PyAV, GIF via Pillow); returns the number of frames written."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frames = [img for _, img in self.frames]
-        if not frames:
-            return 0
-        if path.suffix.lower() == ".gif":
-            from PIL import Image
-
-            imgs = [Image.fromarray(f) for f in frames]
-            imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
-        else:
-            from agentkit.video_io import Mp4Writer
-
-            writer = Mp4Writer(path, fps=fps)
-            try:
-                for k, f in enumerate(frames):
-                    writer.write(f, k / fps)
-            finally:
-                writer.close()
-        return len(frames)
+        self.sink.on_action(result)
 
 
 async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
@@ -144,7 +87,8 @@ async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
     policy = make_policy(cfg.policy, **({"model": cfg.model} if cfg.model else {}))
     session = BrowserSession(bcfg)
     await session.start()
-    sink = AnnotatingSink()
+    replay = AnnotatedVideoSink(cfg.out, fps=2.0, use_pts=False, max_width=None)
+    seen = CaptureSink()
     t0 = time.monotonic()
     try:
         source = BrowserSource(url, session=session)
@@ -153,27 +97,26 @@ async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
             source,
             policy,
             toolbox=gui_toolbox(PlaywrightBackend(session)),
-            sinks=[sink],
+            sinks=[seen, _KeepOpen(replay)],
             config=LoopConfig(max_frames=cfg.steps, duration_s=cfg.duration_s),
         )
         loop.instruct(cfg.task)
         summary = await loop.run()
-        final = await session.screenshot()
-        sink.frames.append((final.pts, annotate(final.image, None, [])))
+        replay.add_frame((await session.screenshot()).image)  # the page after the last action
     finally:
+        replay.close()  # the replay so far is written whatever happened
         await session.close()
         policy.close()
-    n = sink.write(cfg.out)
     return {
         "url": url,
         "task": cfg.task,
         "loop": {k: summary.metrics.get(k) for k in ("frames_in", "processed", "dropped", "responses")},
         "loop_error": summary.error,
-        "decisions": len(sink.decisions),
-        "responses": sum(d.kind is DecisionKind.RESPONSE for d in sink.decisions),
-        "actions": [r.to_dict() for r in sink.results],
+        "decisions": len(seen.decisions),
+        "responses": sum(d.kind is DecisionKind.RESPONSE for d in seen.decisions),
+        "actions": [r.to_dict() for r in seen.actions],
         "blocked_requests": list(session.blocked),
         "replay": str(cfg.out),
-        "replay_frames": n,
+        "replay_frames": replay.frames,
         "seconds": round(time.monotonic() - t0, 2),
     }

@@ -1,166 +1,184 @@
-"""Seeded episodes of a Fetch policy through the real tools, for ``agentkit eval fetch`` and the tests.
+"""``agentkit eval fetch|panda``: seeded pick-and-place episodes of a robot policy, in-process or on a node.
 
-Why: the success rate of a policy must come from the same path a live run takes (policy -> tool calls ->
-ToolBox validation -> primitives -> MuJoCo), not from a shortcut. Each decision is made on a freshly
-rendered frame; its tool calls run to completion before the next frame (the live loop does the same
-asynchronously). The episode ends when the policy is done or the step budget is spent; success is the
-task's own criterion (block within 5 cm of the target) at that moment.
+Why: the success rate of a policy must come from the path a live run takes. Each episode runs through
+the one episode runner (:func:`agentkit.episode.run_episode`, the loop in turn-based mode) against
+:class:`~agentkit.envs.robot.episode.ArmEpisodeEnv` (the simulation in this process) or
+:class:`~agentkit.envs.robot.episode.RemoteArmEpisodeEnv` (a robot node behind MQTT). ``--record DIR``
+keeps every episode as a recording (frames, decisions, actions) to replay or train on, plus annotated
+videos of the episodes asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
-from agentkit.envs.robot.arm import RobotArm
-from agentkit.policy import Policy
-from agentkit.tooling import ToolBox
-from agentkit.transport.mqtt.link import RobotLink
-from agentkit.types import ActionResult, Decision, DecisionKind, Frame
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from agentkit.annotate import AnnotatedVideoSink
+from agentkit.benchmarks.report import Report
+from agentkit.episode import EpisodeResult, run_episode
+from agentkit.errors import ConfigError
+from agentkit.policy import Policy, make_policy
+from agentkit.recorder import Recorder
+from agentkit.sinks import Sink
 
-@dataclass
-class EpisodeResult:
-    seed: int
-    success: bool
-    steps: int
-    seconds: float
-    decisions: int
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seconds"] = round(self.seconds, 3)
-        return d
+POLICIES = {"expert": "fetch-expert", "pixels": "fetch-pixels", "vlm": "fetch-vlm"}
+POINT_LABELS = ("block", "target")
 
 
-FrameHook = Callable[[Frame, Decision | None], None]
+def build_policy(kind: str, model: str | None = None, task: str | None = None) -> Policy:
+    """``expert`` / ``pixels`` / ``vlm`` (or any registered policy name) -> a policy."""
+    name = POLICIES.get(kind, kind)
+    kw: dict[str, Any] = {}
+    if name == "fetch-vlm":
+        if not model:
+            raise ConfigError("--policy vlm needs --model PATH (a Qwen2-VL / SmolVLM checkpoint folder)")
+        kw["model"] = model
+        if task:
+            kw["task"] = task
+    return make_policy(name, **kw)
 
 
-class Backend(Protocol):
-    """Where an episode runs: in this process, or on a robot node behind MQTT."""
+class EvalConfig(BaseModel):
+    """One ``agentkit eval fetch`` run; a bad value names the option."""
 
-    toolbox: ToolBox
+    model_config = ConfigDict(extra="forbid")
 
-    async def reset(self, seed: int) -> None: ...
-
-    async def frame(self) -> Frame: ...
-
-    async def outcome(self) -> tuple[bool, int]:
-        """(success, control steps) of the current episode."""
-        ...
-
-
-class LocalBackend:
-    """The simulation in this process; frames are rendered on demand."""
-
-    def __init__(self, robot: RobotArm, toolbox: ToolBox, privileged: bool = False) -> None:
-        self.robot, self.toolbox, self.privileged = robot, toolbox, privileged
-        self._seq = 0
-
-    async def reset(self, seed: int) -> None:
-        self.robot.reset(seed=seed)
-
-    async def frame(self) -> Frame:
-        sim = self.robot.sim
-        rgb, _ = sim.render(depth=False)
-        self._seq += 1
-        pts = sim.steps * sim.dt
-        return Frame(
-            rgb, t=time.monotonic(), pts=pts, seq=self._seq, source="fetch", meta=self.robot.meta(self.privileged)
-        )
-
-    async def outcome(self) -> tuple[bool, int]:
-        return self.robot.sim.is_success(), self.robot.sim.steps
+    policy: str = "pixels"
+    episodes: int = Field(50, ge=1)
+    seed: int = 0
+    record: Path | None = None
+    video_episodes: set[int] = Field(default_factory=set)
+    node: str | None = None  # mqtt://host:port/name: run against a robot node in another process
+    model: str | None = None
+    max_steps: int = Field(300, ge=10)
+    max_decisions: int = Field(60, ge=1)
+    width: int = 320
+    height: int = 240
+    timeout_s: float = Field(30.0, gt=0)
+    env: str = "fetch"
 
 
-class MqttBackend:
-    """A robot node in another process: reset and outcome over the control topic, frames from the link."""
-
-    def __init__(self, link: RobotLink, toolbox: ToolBox, timeout_s: float = 10.0) -> None:
-        self.link, self.toolbox, self.timeout_s = link, toolbox, timeout_s
-        self.episode: int | None = None
-        self.transit_ms: list[float] = []  # node publish -> agent receive, of the frames handed out
-
-    async def reset(self, seed: int) -> None:
-        out = await self.link.control("reset", timeout_s=self.timeout_s, seed=seed)
-        self.episode = int(out["episode"])
-
-    async def frame(self) -> Frame:
-        asked = time.monotonic()
-        while True:
-            frame = await asyncio.wait_for(self.link.next_frame(), self.timeout_s)
-            # Decide on a frame that arrived after we asked (not one that waited in the slot while the
-            # last action ran), and never on a frame of the previous episode still in flight.
-            if frame.t >= asked and frame.meta.get("episode") == self.episode:
-                if "transit_ms" in frame.meta:
-                    self.transit_ms.append(float(frame.meta["transit_ms"]))
-                return frame
-
-    async def outcome(self) -> tuple[bool, int]:
-        state = await self.link.control("state", timeout_s=self.timeout_s)
-        return bool(state["success"]), int(state["steps"])
+def parse_indices(text: str | None) -> set[int]:
+    """``"0,1,5"`` -> ``{0, 1, 5}``; ``ConfigError`` naming the bad item otherwise."""
+    out = set()
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not item.isdigit():
+            raise ConfigError(f"--video-episodes: expected episode indices like 0,1 got {item!r}")
+        out.add(int(item))
+    return out
 
 
-async def run_episode(
-    backend: Backend,
-    policy: Policy,
-    seed: int,
-    *,
-    max_steps: int = 300,
-    max_decisions: int = 60,
-    on_frame: FrameHook | None = None,
-    on_action: Callable[[ActionResult], None] | None = None,
-) -> EpisodeResult:
-    """Run one seeded episode; never raises for policy or tool failures (they are recorded)."""
-    t0 = time.perf_counter()
-    await backend.reset(seed)
-    policy.reset()
-    calls: list[dict[str, Any]] = []
-    errors: list[str] = []
-    decisions = 0
-    steps = 0
-    while decisions < max_decisions and steps < max_steps:
-        frame = await backend.frame()
-        steps = int(frame.meta.get("steps", 0))
-        try:
-            decision = policy.step(frame)
-        except Exception as e:  # a policy bug is a recorded error, not a crashed evaluation
-            errors.append(f"policy: {type(e).__name__}: {e}")
-            break
-        decisions += 1
-        errors.extend(decision.errors)
-        if on_frame is not None:
-            on_frame(frame, decision)
-        for i, call in enumerate(decision.tool_calls):
-            result = await backend.toolbox.run(call, seq=frame.seq)
-            d = result.to_dict()
-            d["first_of_decision"] = i == 0
-            calls.append(d)
-            if on_action is not None:
-                on_action(result)
-            if not result.ok:
-                errors.append(result.error or f"{call.name} failed")
-                break  # later calls of a plan assume the earlier ones worked (as the live executor does)
-        if not decision.tool_calls and decision.kind is DecisionKind.SILENCE and getattr(policy, "done", True):
-            break
-    success, steps = await backend.outcome()
-    return EpisodeResult(seed, success, steps, time.perf_counter() - t0, decisions, calls, errors)
-
-
-def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
-    """The ``overall`` block of the evaluation JSON."""
-    n = len(results)
-    if n == 0:
-        return {"success_rate": 0.0, "episodes": 0, "mean_steps": 0.0, "mean_seconds": 0.0}
+def _percentiles(values: list[float]) -> dict[str, float]:
     return {
-        "success_rate": round(sum(r.success for r in results) / n, 4),
+        "p50": round(float(np.percentile(values, 50)), 2),
+        "p95": round(float(np.percentile(values, 95)), 2),
+        "n": len(values),
+    }
+
+
+def summarize(results: list[EpisodeResult], config: dict[str, Any] | None = None) -> Report:
+    """The report: overall success, steps and seconds; one row per seed."""
+    n = len(results)
+    overall: dict[str, Any] = {
+        "success_rate": round(sum(r.success for r in results) / n, 4) if n else 0.0,
         "episodes": n,
         "successes": sum(r.success for r in results),
-        "mean_steps": round(sum(r.steps for r in results) / n, 2),
-        "mean_seconds": round(sum(r.seconds for r in results) / n, 3),
+        "mean_steps": round(statistics.fmean(r.steps for r in results), 2) if n else 0.0,
+        "mean_seconds": round(statistics.fmean(r.seconds for r in results), 3) if n else 0.0,
     }
+    rtt = [
+        float(a["output"]["frame_to_action_ms"])
+        for r in results
+        for a in r.actions
+        if a.get("first_of_decision") and isinstance(a.get("output"), dict) and a["output"].get("frame_to_action_ms")
+    ]
+    if rtt:
+        overall["frame_to_action_ms"] = _percentiles(rtt)
+    rows = [{"seed": r.seed, "success": r.success, "steps": r.steps, "decisions": r.decisions} for r in results]
+    episodes = [r.to_dict() for r in results]
+    return Report(benchmark="robot", overall=overall, rows=rows, episodes=episodes, config=dict(config or {}))
+
+
+async def evaluate(cfg: EvalConfig, on_episode: Callable[[EpisodeResult], None] | None = None) -> Report:
+    """Run ``cfg.episodes`` seeded episodes (seeds ``seed .. seed+N-1``) and return the report."""
+    from agentkit.envs.robot.episode import ArmEpisodeEnv, RemoteArmEpisodeEnv
+
+    policy = build_policy(cfg.policy, cfg.model)
+    closers: list[Callable[[], Any]] = []
+    robot = None
+    env: ArmEpisodeEnv | RemoteArmEpisodeEnv
+    results: list[EpisodeResult] = []
+    try:
+        if cfg.node:
+            from agentkit.tools.robot import remote_robot_toolbox
+            from agentkit.transport.mqtt.source import MqttSource
+
+            source = MqttSource(cfg.node, privileged=policy.privileged, max_age_s=2.0)
+            await source.open()
+            closers.append(source.close)
+            await source.link.wait_online(cfg.timeout_s)
+            toolbox = remote_robot_toolbox(source.link, timeout_s=cfg.timeout_s)
+            env = RemoteArmEpisodeEnv(source.link, toolbox, max_steps=cfg.max_steps, timeout_s=cfg.timeout_s)
+        else:
+            from agentkit.envs.robot.arm import RobotArm
+            from agentkit.envs.robot.worlds import make_sim
+            from agentkit.tools.robot import robot_toolbox
+
+            sim = make_sim(cfg.env, cfg.width, cfg.height)
+            closers.append(sim.close)
+            robot = RobotArm(sim)
+            env = ArmEpisodeEnv(robot, robot_toolbox(robot, timeout_s=cfg.timeout_s), max_steps=cfg.max_steps)
+        for i in range(cfg.episodes):
+            seed = cfg.seed + i
+            sinks: list[Sink] = []
+            if cfg.record:
+                meta = {"benchmark": "robot", "env": cfg.env, "policy": cfg.policy, "seed": seed}
+                sinks.append(Recorder(cfg.record / f"{cfg.env}-{seed}", fps=5.0, meta=meta))
+            video = None
+            if cfg.record and i in cfg.video_episodes:
+                video = AnnotatedVideoSink(
+                    cfg.record / f"episode_{i:03d}_seed{seed}.mp4",
+                    fps=12.5,
+                    hold_response=True,
+                    point_labels=POINT_LABELS,
+                    use_pts=False,
+                )
+                sinks.append(video)
+                if robot is not None:  # film the motion between decisions too (every other control step)
+                    robot.on_step = lambda sim, v=video: (
+                        v.add_frame(sim.render(depth=False)[0], f"step {sim.steps}") if sim.steps % 2 == 0 else None
+                    )
+            try:
+                r = await run_episode(
+                    env, policy, seed=seed, task=cfg.env, max_decisions=cfg.max_decisions, sinks=sinks
+                )
+            finally:
+                if robot is not None:
+                    robot.on_step = None
+            results.append(r)
+            if on_episode is not None:
+                on_episode(r)
+    finally:
+        for close in reversed(closers):
+            res = close()
+            if asyncio.iscoroutine(res):
+                await res
+        policy.close()
+    config = cfg.model_dump(mode="json", exclude={"record", "video_episodes"})
+    config["policy"] = POLICIES.get(cfg.policy, cfg.policy)
+    report = summarize(results, config)
+    transit = getattr(env, "transit_ms", None)
+    if transit:
+        report.overall["frame_transit_ms"] = _percentiles(transit)
+    if cfg.record:
+        report.write(cfg.record / "eval.json")
+    return report

@@ -1,4 +1,4 @@
-"""Contact sheets of narrated events: what the narrator saw when it spoke, boxes drawn on the frame.
+"""Contact sheets of narrated events: what the narrator saw when it spoke, its decision drawn on the frame.
 
 Used by ``agentkit bench detector --sheet`` to make the picture in docs/detector.md, and handy to check a
 new camera by eye. Only small thumbnails of Response frames are kept, never whole frames.
@@ -11,29 +11,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agentkit.types import Decision, Frame
+from agentkit.annotate import draw_decision
+from agentkit.types import Box, Decision, Frame
 
-_GREEN = (40, 220, 40)
-_RED = (230, 40, 40)
-_YELLOW = (255, 230, 0)
+_LEFT = (230, 40, 40)  # where people left: red
 
 
 def event_thumbnail(frame: Frame, decision: Decision, width: int = 256) -> np.ndarray:
-    """A ``width``-wide RGB thumbnail of ``frame`` with people (green), departed people (red) and the text."""
+    """A ``width``-wide thumbnail of ``frame`` with ``decision`` drawn by the one annotator.
+
+    People in view are the decision's boxes; where people left (the detector's ``meta["departed"]``) is
+    drawn in red; the Response text is the caption.
+    """
     h = max(1, round(frame.height * width / frame.width))
-    img = np.ascontiguousarray(cv2.resize(frame.image, (width, h), interpolation=cv2.INTER_AREA))
-    for b in decision.boxes:
-        x1, y1, x2, y2 = b.to_pixels(width, h)
-        cv2.rectangle(img, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), _GREEN, 2)
-    for d in decision.meta.get("departed", []) if isinstance(decision.meta, dict) else []:
-        x1, y1, x2, y2 = (round(d[k] * s) for k, s in (("x1", width), ("y1", h), ("x2", width), ("y2", h)))
-        cv2.rectangle(img, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), _RED, 2)
-    band = np.zeros((34, width, 3), np.uint8)
-    cv2.putText(band, f"{decision.pts:6.1f} s", (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, _YELLOW, 1, cv2.LINE_AA)
-    cv2.putText(
-        band, (decision.text or "")[:44], (4, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (255, 255, 255), 1, cv2.LINE_AA
-    )
-    return np.vstack([band, img])
+    img = cv2.resize(frame.image, (width, h), interpolation=cv2.INTER_AREA)
+    departed = decision.meta.get("departed", []) if isinstance(decision.meta, dict) else []
+    extra = [(Box(d["x1"], d["y1"], d["x2"], d["y2"]), _LEFT) for d in departed]
+    return draw_decision(img, decision, decision.text, extra_boxes=extra, min_width=width)
 
 
 def contact_sheet(thumbs: list[np.ndarray], cols: int = 4) -> np.ndarray:

@@ -24,10 +24,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from agentkit.errors import ConfigError, PolicyError
-from agentkit.policy import Policy
+from agentkit.errors import PolicyError
+from agentkit.policy import Policy, PolicyConfig
 from agentkit.types import Decision, DecisionKind, Frame
 
 DEFAULT_PROMPT = (
@@ -43,10 +43,9 @@ _STATE = re.compile(
 )
 
 
-class HTTPPolicyConfig(BaseModel):
+class HTTPPolicyConfig(PolicyConfig):
     """Settings of :class:`HTTPPolicy`; every field can be given as a keyword argument."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str = "default"  # the model name the server knows
     base_url: str = "http://127.0.0.1:8000/v1"  # the API root, up to and including /v1
     api_key: str | None = None  # default: $OPENAI_API_KEY, else none
@@ -87,14 +86,10 @@ class HTTPPolicy(Policy):
     """Decides through an OpenAI-compatible ``/chat/completions`` endpoint."""
 
     name = "http"
+    Config = HTTPPolicyConfig
 
-    def __init__(self, **kwargs: Any) -> None:
-        try:
-            self.config = HTTPPolicyConfig(**kwargs)
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            raise ConfigError(f"http policy: {loc}={err.get('input')!r}: {err['msg']}") from None
+    def __init__(self, config: HTTPPolicyConfig | None = None, **options: Any) -> None:
+        self.config = self.configure(config, options, HTTPPolicyConfig)
         self.api_key = self.config.api_key or os.environ.get("OPENAI_API_KEY")
         self._frames: collections.deque[tuple[float, str]] = collections.deque(maxlen=self.config.history_frames)
         self._questions: list[tuple[float | None, str]] = []

@@ -10,6 +10,7 @@ cd "$REPO"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 MUJOCO_GL="${MUJOCO_GL:-egl}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 ruff check agentkit policies envs tools benchmarks apps tests
 mypy -p agentkit
+lint-imports
 set +e
 python -m pytest -q -p no:cacheprovider "$@"
 rc=$?

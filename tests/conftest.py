@@ -99,3 +99,26 @@ def broker():
 
     with MosquittoBroker() as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """``tiny_checkpoint(arch)``: a random-weight checkpoint with an offline tokenizer, built once per session."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from agentkit.policies.vlm.build import build_tiny
+
+    cache: dict[str, Path] = {}
+
+    def get(arch: str) -> Path:
+        if arch not in cache:
+            cache[arch] = build_tiny(arch, tmp_path_factory.mktemp(arch) / "ckpt")
+        return cache[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tiny_checkpoint) -> Path:
+    """A tiny Qwen2-VL checkpoint (the architecture the GUI and robot VLM tests drive)."""
+    return tiny_checkpoint("qwen2_vl")

@@ -3,7 +3,8 @@
 Why: a policy (a VLM, the pixels policy, an expert) speaks in tool calls with *normalized image points*;
 these tools ground each point through the robot's own RGB-D camera (self-filtered depth, so the arm
 never hides what it looks for), check the workspace bounds before anything moves, and drive the
-closed-loop primitives of :class:`~agentkit.envs.robot.arm.RobotArm` as cancellable coroutines.
+closed-loop primitives of an :class:`Arm` (``agentkit.envs.robot.arm.RobotArm`` is one) as cancellable
+coroutines.
 Each tool also accepts ``xyz`` (world metres) instead of ``point``: the expert uses it to bypass
 perception and give an upper bound.
 
@@ -13,14 +14,43 @@ call never moves the arm.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Generator
+from typing import Any, ClassVar, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentkit.envs.robot.arm import RobotArm
 from agentkit.tooling import NoArgs, NormPoint, Tool, ToolBox
+from agentkit.transport.mqtt.link import RobotLink
+from agentkit.transport.mqtt.toolbox import MqttToolBox
+from agentkit.types import Point
 
 XYZ = list[float]
+Steps = Generator[None, None, Any]
+
+
+class Arm(Protocol):
+    """What the tools drive: primitives written as step generators, run (cancellably) by ``drive``."""
+
+    actions: int
+
+    async def drive(self, gen: Steps) -> Any: ...
+
+    def resolve(self, point: Point | None = None, xyz: list[float] | None = None) -> np.ndarray: ...
+
+    def pick(self, surface: np.ndarray) -> Steps: ...
+
+    def place(self, surface: np.ndarray, release: bool | None = None) -> Steps: ...
+
+    def push(self, start: np.ndarray, end: np.ndarray) -> Steps: ...
+
+    def go_to(self, xyz: np.ndarray) -> Steps: ...
+
+    def home(self) -> Steps: ...
+
+    def open_gripper(self) -> Steps: ...
+
+    def close_gripper(self) -> Steps: ...
 
 
 class _Target(BaseModel):
@@ -54,9 +84,9 @@ class PushArgs(BaseModel):
 
 
 class RobotTool(Tool):
-    """A tool bound to one :class:`RobotArm`; counts finished calls in ``robot.actions``."""
+    """A tool bound to one :class:`Arm`; counts finished calls in ``robot.actions``."""
 
-    def __init__(self, robot: RobotArm) -> None:
+    def __init__(self, robot: Arm) -> None:
         self.robot = robot
 
     async def run(self, args: Any) -> Any:
@@ -141,6 +171,11 @@ class Home(RobotTool):
 ROBOT_TOOLS: tuple[type[RobotTool], ...] = (Pick, Place, Push, GoTo, OpenGripper, CloseGripper, Home)
 
 
-def robot_toolbox(robot: RobotArm, timeout_s: float = 30.0) -> ToolBox:
+def robot_toolbox(robot: Arm, timeout_s: float = 30.0) -> ToolBox:
     """A :class:`ToolBox` with every robot primitive bound to ``robot``."""
     return ToolBox([cls(robot) for cls in ROBOT_TOOLS], timeout_s=timeout_s)
+
+
+def remote_robot_toolbox(link: RobotLink, timeout_s: float = 30.0) -> MqttToolBox:
+    """The robot primitives of a node behind ``link``: validated here, run (and validated again) there."""
+    return MqttToolBox(link, [cls(None) for cls in ROBOT_TOOLS], timeout_s=timeout_s)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from agentkit.apps.cli.common import fail, run_guarded
+from agentkit.apps.cli.common import EpisodeProgress, check_writable, fail, run_guarded
 from agentkit.apps.cli.groups import app, eval_app
 
 _POLICY_ALIASES = {"oracle": "miniwob-oracle", "ocr": "ocr", "vlm": "vlm-gui"}
@@ -52,59 +52,23 @@ def eval_miniwob(
     """Per-task success rate (reward > 0), mean reward, steps and seconds per episode on MiniWoB++."""
 
     def body() -> int:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        from rich.table import Table
-
         from agentkit.benchmarks.miniwob import evaluate, summarize
+        from agentkit.benchmarks.report import print_report
         from agentkit.policy import make_policy
 
         name = _POLICY_ALIASES.get(policy, policy)
         task_list = _resolve_tasks(tasks, name)
-        kwargs = {"model": model} if model else {}
-        pol = make_policy(name, **kwargs)
-        console = Console(stderr=True)
-        progress = Progress(
-            TextColumn(f"[bold]miniwob {policy}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[ok]} ok  {task.fields[task_name]}"),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        bar = progress.add_task("eval", total=episodes * len(task_list), ok=0, task_name="")
-        ok = 0
-
-        def on_episode(r: object) -> None:
-            nonlocal ok
-            ok += int(r.success)  # type: ignore[attr-defined]
-            progress.update(bar, advance=1, ok=ok, task_name=r.task)  # type: ignore[attr-defined]
-
-        with progress:
+        check_writable(json_out)
+        pol = make_policy(name, **({"model": model} if model else {}))
+        with EpisodeProgress(f"miniwob {policy}", episodes * len(task_list)) as bar:
             results = asyncio.run(
-                evaluate(pol, task_list, episodes, seed, record_dir=record, on_episode=on_episode, scale=scale)
+                evaluate(pol, task_list, episodes, seed, record_dir=record, on_episode=bar.update, scale=scale)
             )
         pol.close()
-        report = summarize(results)
-        report["config"] = {"policy": policy, "episodes": episodes, "seed": seed, "tasks": task_list}
-        table = Table(title=f"MiniWoB++ - {policy}")
-        for col in ("task", "success", "reward", "steps", "seconds", "errors"):
-            table.add_column(col, justify="left" if col == "task" else "right")
-        for t, v in report["tasks"].items():
-            table.add_row(
-                t,
-                f"{v['success_rate']:.2f}",
-                f"{v['mean_reward']:.2f}",
-                f"{v['mean_steps']:.1f}",
-                f"{v['mean_seconds']:.2f}",
-                str(v["errors"]),
-            )
-        o = report["overall"]
-        table.add_row("[bold]overall", f"{o['success_rate']:.2f}", f"{o['mean_reward']:.2f}", "", "", "")
-        Console().print(table)
+        report = summarize(results, {"policy": policy, "episodes": episodes, "seed": seed, "tasks": task_list})
+        print_report(report, ("task", "success_rate", "mean_reward", "mean_steps", "mean_seconds", "errors"))
         if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(report, indent=2))
+            report.write(json_out)
         return 0
 
     run_guarded(body)

@@ -6,11 +6,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 
-from agentkit.errors import AgentkitError
+from agentkit.errors import AgentkitError, ConfigError
 
 EXIT_ERROR = 1  # the run could not be done or ended on bad input
 EXIT_INTERRUPTED = 130
@@ -43,3 +44,51 @@ def run_guarded(fn: Callable[[], int | None]) -> None:
     if code:
         raise typer.Exit(code)
     sys.stdout.flush()
+
+
+def check_writable(path: Path | None) -> None:
+    """Fail now, not after a long run, when a report path cannot be written.
+
+    Raises:
+        ConfigError: the folder cannot be created or written, or the path is a folder.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, expected a file path for the report")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the folder of {path}: {e.strerror or e}") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"cannot write {path}: permission denied")
+
+
+class EpisodeProgress:
+    """A progress bar over episodes with the running success count (``update`` takes an EpisodeResult)."""
+
+    def __init__(self, title: str, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn(f"[bold]{title}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[ok]} ok  {task.fields[task_name]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self.bar = self.progress.add_task(title, total=total, ok=0, task_name="")
+        self.ok = 0
+
+    def update(self, result: Any) -> None:
+        self.ok += bool(getattr(result, "success", False))
+        self.progress.update(self.bar, advance=1, ok=self.ok, task_name=getattr(result, "task", ""))
+
+    def __enter__(self) -> EpisodeProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()

@@ -12,45 +12,26 @@ from pathlib import Path
 
 import typer
 
-from agentkit.apps.cli.common import run_guarded
+from agentkit.apps.cli.common import EpisodeProgress, check_writable, run_guarded
 from agentkit.apps.cli.groups import app, eval_app
 
 
-def _eval(env: str, **kw: object) -> None:
+def _eval(env: str, json_out: Path | None, video_episodes: str, **kw: object) -> None:
     """Shared body of ``eval fetch`` and ``eval panda``."""
 
     def body() -> int:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from agentkit.benchmarks.report import print_report
+        from agentkit.benchmarks.robot import EvalConfig, evaluate, parse_indices
+        from agentkit.config import validate
 
-        from agentkit.apps.robot import EvalConfig, evaluate, parse_indices
-
-        json_out = kw.pop("json_out")
-        kw["video_episodes"] = parse_indices(kw["video_episodes"])  # type: ignore[arg-type]
-        cfg = EvalConfig(env=env, **kw)  # type: ignore[arg-type]
-        progress = Progress(
-            TextColumn(f"[bold]{env} {cfg.policy}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[ok]} ok"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        )
-        task = progress.add_task("eval", total=cfg.episodes, ok=0)
-        ok = 0
-
-        def on_episode(r: object) -> None:
-            nonlocal ok
-            ok += bool(getattr(r, "success", False))
-            progress.update(task, advance=1, ok=ok)
-
-        with progress:
-            report = asyncio.run(evaluate(cfg, on_episode))
+        check_writable(json_out)
+        cfg = validate(EvalConfig, {"env": env, "video_episodes": parse_indices(video_episodes), **kw}, "(options)")
+        with EpisodeProgress(f"{env} {cfg.policy}", cfg.episodes) as bar:
+            report = asyncio.run(evaluate(cfg, bar.update))
+        print_report(report, ("seed", "success", "steps", "decisions"))
         if json_out:
-            assert isinstance(json_out, Path)
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(report, indent=2))
-        typer.echo(json.dumps(report["overall"]))
+            report.write(json_out)
+        typer.echo(json.dumps(report.overall))
         return 0
 
     run_guarded(body)
@@ -128,7 +109,19 @@ def robot(
     def body() -> int:
         from agentkit.apps.robot import LiveConfig, run_live
 
-        cfg = LiveConfig(task, policy, source, seed, fps, duration, video, record, model, realtime, env)
+        cfg = LiveConfig(
+            task=task,
+            policy=policy,
+            source=source,
+            seed=seed,
+            fps=fps,
+            duration_s=duration,
+            video=video,
+            record=record,
+            model=model,
+            realtime=realtime,
+            env=env,
+        )
         result = asyncio.run(run_live(cfg))
         typer.echo(json.dumps({k: result[k] for k in ("task", "policy", "success", "seconds")}))
         if video:

@@ -9,22 +9,25 @@ validated executor path it uses live.
 Protocol (read from ``miniwob/html/core/core.js``): seed with ``Math.seedrandom(seed)``, start with
 ``core.startEpisodeReal()``, instruction ``core.getUtterance()``; ``WOB_DONE_GLOBAL``,
 ``WOB_REWARD_GLOBAL`` (time-discounted over a 10 s episode) and ``WOB_RAW_REWARD_GLOBAL`` give the outcome.
-The observation a policy gets is pixels (a :class:`~agentkit.types.Frame`) and the utterance; the DOM is
-only available through the explicitly privileged :meth:`AsyncMiniWoBEnv.dom`.
+The observation a policy gets is pixels (a :class:`~agentkit.types.Frame`, with the utterance in
+``meta["utterance"]``); the DOM is only available through the explicitly privileged
+:meth:`AsyncMiniWoBEnv.privileged`. The env implements :class:`~agentkit.episode.EpisodeEnv`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentkit.envs.gui.browser import BrowserConfig, BrowserSession, PlaywrightBackend
+from agentkit.episode import Outcome, StepInfo
 from agentkit.errors import ConfigError, ToolError
 from agentkit.tools.gui import gui_toolbox
-from agentkit.types import ActionResult, Frame, ToolCall
+from agentkit.types import Frame, ToolCall
 
 
 def miniwob_html_dir() -> Path:
@@ -86,20 +89,18 @@ _DOM_JS = r"""
 """
 
 
+@dataclass(frozen=True)
+class MiniWoBPrivileged:
+    """What only a privileged policy (the oracle) may see: the task name and the page's DOM."""
+
+    task: str
+    dom: list[dict[str, Any]]
+
+
 @dataclass
-class MiniWoBObs:
-    """What a (non-privileged) policy sees: pixels and the instruction."""
-
-    frame: Frame
-    utterance: str
-
-
-@dataclass
-class StepInfo:
+class MiniWoBStepInfo(StepInfo):
     """Per-step diagnostics; ``errors`` are recorded, never raised."""
 
-    results: list[ActionResult] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
     raw_reward: float = 0.0
     reason: str | None = None
     blocked: list[str] = field(default_factory=list)
@@ -151,6 +152,8 @@ class AsyncMiniWoBEnv:
         self.steps = 0
         self.done = True
         self.seed: int | None = None
+        self.utterance = ""
+        self.reward = self.raw_reward = 0.0
         self._loaded = False
         self._t_start = 0.0
         self._blocked_seen = 0
@@ -174,7 +177,7 @@ class AsyncMiniWoBEnv:
         """Switch to another task page (keeps the browser)."""
         self.task, self.url, self._loaded = task, task_url(task), False
 
-    async def reset(self, seed: int | None = None) -> tuple[MiniWoBObs, dict[str, Any]]:
+    async def reset(self, *, seed: int | None = None) -> tuple[Frame, dict[str, Any]]:
         """Start a new episode; the same ``seed`` gives the same problem."""
         if await self.session.ensure_alive() or self.session.url != self.url:
             self._loaded = False
@@ -196,22 +199,32 @@ class AsyncMiniWoBEnv:
                 break
             await asyncio.sleep(0.05)
         self.seed, self.steps, self.done = seed, 0, False
+        self.reward = self.raw_reward = 0.0
         self._blocked_seen = len(self.session.blocked)
         self._t_start = time.monotonic()
         await asyncio.sleep(0.05)
-        obs = await self.observe()
-        return obs, {"task": self.task, "seed": seed, "utterance": obs.utterance}
+        frame = await self.observe()
+        self.utterance = str(frame.meta["utterance"])
+        return frame, {"task": self.task, "seed": seed, "instruction": self.utterance}
 
-    async def observe(self) -> MiniWoBObs:
-        """A fresh screenshot and the current utterance."""
+    async def observe(self) -> Frame:
+        """A fresh screenshot, with the current utterance in ``meta["utterance"]``."""
         frame = await self.session.screenshot(kind="observation")
-        utterance = await self.session.evaluate("() => core.getUtterance()")
-        frame.meta["utterance"] = utterance
-        return MiniWoBObs(frame, str(utterance))
+        frame.meta["utterance"] = str(await self.session.evaluate("() => core.getUtterance()"))
+        return frame
 
     async def dom(self) -> list[dict[str, Any]]:
         """PRIVILEGED: the task area's DOM with boxes in CSS pixels. Only for oracle/expert policies."""
         return list(await self.session.evaluate(_DOM_JS))
+
+    async def privileged(self) -> MiniWoBPrivileged:
+        """PRIVILEGED: the task name and the DOM, for ``Frame.privileged`` of privileged policies."""
+        return MiniWoBPrivileged(self.task, await self.dom())
+
+    async def outcome(self) -> Outcome:
+        """Success is a positive (time-discounted) reward, the MiniWoB++ convention."""
+        extra = {"raw_reward": self.raw_reward, "utterance": self.utterance}
+        return Outcome(self.reward > 0, self.reward, self.steps, extra)
 
     async def _wob(self) -> dict[str, Any]:
         return dict(
@@ -223,8 +236,8 @@ class AsyncMiniWoBEnv:
         )
 
     async def step(
-        self, action: ToolCall | list[ToolCall] | None
-    ) -> tuple[MiniWoBObs | None, float, bool, bool, StepInfo]:
+        self, action: ToolCall | Sequence[ToolCall] | None
+    ) -> tuple[Frame | None, float, bool, bool, MiniWoBStepInfo]:
         """Run the tool calls of one decision; returns ``(obs, reward, terminated, truncated, info)``.
 
         A bad call (unknown tool, malformed arguments, a point off the viewport) is an ``ActionResult``
@@ -234,7 +247,7 @@ class AsyncMiniWoBEnv:
         if self.done:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset()")
         calls = [] if action is None else [action] if isinstance(action, ToolCall) else list(action)
-        info = StepInfo()
+        info = MiniWoBStepInfo()
         n_blocked = self._blocked_seen  # requests blocked since the previous step count on this one
         self.steps += 1
         for call in calls:
@@ -258,8 +271,8 @@ class AsyncMiniWoBEnv:
         info.blocked = self.session.blocked[n_blocked:]
         self._blocked_seen = len(self.session.blocked)
         info.errors.extend(f"blocked request: {u}" for u in info.blocked)
-        reward = float(wob["reward"] or 0.0)
-        info.raw_reward = float(wob["raw"] or 0.0)
+        reward = self.reward = float(wob["reward"] or 0.0)
+        info.raw_reward = self.raw_reward = float(wob["raw"] or 0.0)
         info.reason = wob.get("reason")
         terminated = bool(wob["done"])
         truncated = not terminated and self.steps >= self.max_steps
@@ -290,10 +303,12 @@ class MiniWoBEnv:
         self.env = AsyncMiniWoBEnv(task, **kwargs)
         self._runner.run(self.env.start())
 
-    def reset(self, seed: int | None = None) -> tuple[MiniWoBObs, dict[str, Any]]:
-        return self._runner.run(self.env.reset(seed))
+    def reset(self, *, seed: int | None = None) -> tuple[Frame, dict[str, Any]]:
+        return self._runner.run(self.env.reset(seed=seed))
 
-    def step(self, action: ToolCall | list[ToolCall] | None) -> tuple[MiniWoBObs | None, float, bool, bool, StepInfo]:
+    def step(
+        self, action: ToolCall | Sequence[ToolCall] | None
+    ) -> tuple[Frame | None, float, bool, bool, MiniWoBStepInfo]:
         return self._runner.run(self.env.step(action))
 
     def dom(self) -> list[dict[str, Any]]:

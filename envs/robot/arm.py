@@ -21,7 +21,7 @@ import numpy as np
 
 from agentkit.envs.robot.fetch import FetchSim
 from agentkit.errors import ToolError
-from agentkit.types import Point
+from agentkit.types import ActorStatus, Point
 
 GRIPPER_CLEARANCE = 0.012  # the gripper site stays this far above the table top
 GAIN = 12.0  # action per metre of error (an action of 1 moves the mocap 5 cm)
@@ -43,8 +43,8 @@ class RobotArm:
     The world provides ``step/grip_pos/finger_width/point_to_world/workspace`` and the geometry
     ``table_top_z/object_half/home_pos``; nothing here is specific to one simulator.
 
-    ``busy`` is true while a primitive runs; the live source reports it in ``Frame.meta`` so a policy
-    knows when its previous plan has finished.
+    ``busy`` is true while a primitive runs; sources report it in ``Frame.status`` so a policy knows
+    when its previous plan has finished.
     """
 
     def __init__(self, sim: FetchSim, move_steps: int = 60, chunk: int = 1, realtime: float = 0.0) -> None:
@@ -63,17 +63,17 @@ class RobotArm:
         self.sim.reset(seed=seed)
         self.grip_cmd = OPEN
 
-    def meta(self, privileged: bool = False) -> dict[str, Any]:
-        """What a frame carries about the robot: status always, the scene state only if ``privileged``."""
-        m: dict[str, Any] = {
-            "episode": self.sim.episode,
-            "busy": self.busy > 0,
-            "actions": self.actions,
-            "steps": self.sim.steps,
-        }
-        if privileged:
-            m["state"] = self.sim.state()
-        return m
+    def status(self) -> ActorStatus:
+        """What every frame carries about the robot (never the scene state: see :meth:`scene_state`)."""
+        return ActorStatus(self.sim.episode, self.busy > 0, self.actions, self.sim.steps)
+
+    def scene_state(self) -> dict[str, Any]:
+        """PRIVILEGED: object, target and gripper positions (for the expert and for evaluation)."""
+        return dict(self.sim.state())
+
+    def render(self, depth: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """The camera's colour image (and depth in metres when ``depth``)."""
+        return self.sim.render(depth=depth)
 
     # -- async driver ------------------------------------------------------------------------------
     async def drive(self, gen: Steps) -> Any:

@@ -2,8 +2,9 @@
 
 Why: in a live run the camera must keep streaming while a primitive moves the arm. This source renders
 the fixed RGB-D camera at ``fps`` on the event-loop thread (the same thread the primitives step the
-simulation on, so MuJoCo is never touched from two threads) and tags every frame with the robot's status
-(``episode``, ``busy``, ``actions``, ``steps``; the privileged scene state only when asked for).
+simulation on, so MuJoCo is never touched from two threads) and tags every frame with the robot's
+:class:`~agentkit.types.ActorStatus` (and, only when built ``privileged``, the scene state in
+``Frame.privileged``).
 """
 
 from __future__ import annotations
@@ -51,9 +52,17 @@ class RobotCameraSource(Source):
         seq = 0
         period = self._period
         while not self._stopped and (self.max_frames is None or seq < self.max_frames):
-            rgb, depth = self.robot.sim.render(depth=self.depth)
+            rgb, depth = self.robot.render(depth=self.depth)
             self.last_depth = depth
             now = time.monotonic()
-            yield Frame(rgb, t=now, pts=now - start, seq=seq, source=self.name, meta=self.robot.meta(self.privileged))
+            yield Frame(
+                rgb,
+                t=now,
+                pts=now - start,
+                seq=seq,
+                source=self.name,
+                status=self.robot.status(),
+                privileged=self.robot.scene_state() if self.privileged else None,
+            )
             seq += 1
             await asyncio.sleep(max(0.0, start + seq * period - time.monotonic()))

@@ -7,14 +7,14 @@ value raises :class:`~agentkit.errors.ConfigError` naming the field and the valu
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from agentkit.errors import ConfigError
+from agentkit.policy import PolicyConfig
 
 
-class DetectorConfig(BaseModel):
+class DetectorConfig(PolicyConfig):
     """Settings of :class:`~agentkit.policies.detector.DetectorNarrator`.
 
     Attributes:
@@ -115,21 +115,3 @@ class DetectorConfig(BaseModel):
             raise ValueError(f"exit_after_s ({self.exit_after_s}) must not exceed lost_after_s ({self.lost_after_s})")
         return self
 
-    @classmethod
-    def build(cls, config: DetectorConfig | dict[str, Any] | None = None, **overrides: Any) -> DetectorConfig:
-        """A config from an existing one (or a dict) plus keyword overrides; raises ``ConfigError``."""
-        base: dict[str, Any] = {}
-        if isinstance(config, DetectorConfig):
-            base = config.model_dump()
-        elif isinstance(config, dict):
-            base = dict(config)
-        elif config is not None:
-            raise ConfigError(f"detector config must be a DetectorConfig or a dict, got {type(config).__name__}")
-        base.update(overrides)
-        try:
-            return cls(**base)
-        except ValidationError as e:
-            first = e.errors()[0]
-            field = ".".join(str(p) for p in first.get("loc", ())) or "config"
-            value = first.get("input")
-            raise ConfigError(f"detector config: {field}={value!r}: {first.get('msg')}") from None

@@ -75,6 +75,7 @@ class DetectorNarrator(Policy):
     """
 
     name = "detector"
+    Config = DetectorConfig
 
     def __init__(
         self,
@@ -82,7 +83,7 @@ class DetectorNarrator(Policy):
         detector: PersonDetector | None = None,
         **overrides: Any,
     ) -> None:
-        self.config = cfg = DetectorConfig.build(config, **overrides)
+        self.config = cfg = self.configure(config, overrides, DetectorConfig)
         if detector is None:
             hog = HogPeopleDetector(
                 border=cfg.hog_border,

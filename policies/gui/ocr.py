@@ -25,8 +25,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from agentkit.policy import Policy
+from agentkit.policy import Policy, PolicyConfig
 from agentkit.types import Box, Decision, Frame, ToolCall
 
 
@@ -320,6 +321,16 @@ def find_close_icon(image: np.ndarray) -> Box | None:
 
 
 # --------------------------------------------------------------------------------------- policy
+class OcrConfig(PolicyConfig):
+    """Settings of :class:`OcrGuiPolicy`.
+
+    Attributes:
+        max_attempts: frames to retry on when a target is not found before giving up (standby).
+    """
+
+    max_attempts: int = Field(3, ge=1)
+
+
 class OcrGuiPolicy(Policy):
     """Pixels-only GUI policy: OCR grounding of the instruction's targets.
 
@@ -328,10 +339,11 @@ class OcrGuiPolicy(Policy):
     """
 
     name = "ocr"
-    needs_dom = False
+    Config = OcrConfig
 
-    def __init__(self, max_attempts: int = 3, **_: Any) -> None:
-        self.max_attempts = max_attempts
+    def __init__(self, config: OcrConfig | None = None, **options: Any) -> None:
+        self.config = self.configure(config, options, OcrConfig)
+        self.max_attempts = self.config.max_attempts
         self.instruction = ""
         self._acted_for: str | None = None
         self._attempts = 0

@@ -2,8 +2,9 @@
 
 Why this module exists: it is the upper bound of the benchmark harness (if the oracle fails, the
 harness is wrong, not the policy) and a source of demonstrations to train on. It is *privileged*: it
-needs the page's DOM, which the evaluation hands over explicitly through :meth:`MiniWoBOracle.observe_dom`
-because :attr:`MiniWoBOracle.needs_dom` is true. Pixel-only policies never get it.
+declares ``privileged = True`` and reads ``Frame.privileged`` (the task name and the page's DOM, a
+:class:`~agentkit.envs.gui.miniwob.MiniWoBPrivileged`), which the runner fills only for privileged
+policies. Pixel-only policies never get it.
 
 Its actions are ordinary ``click`` / ``type`` / ``move`` / ``scroll`` / ``drag`` tool calls at
 normalized points computed from element boxes, so they go through the same ToolBox validation and
@@ -18,7 +19,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from agentkit.policy import Policy
+from agentkit.envs.gui.miniwob import MiniWoBPrivileged
+from agentkit.policy import Policy, PolicyConfig
 from agentkit.types import Decision, Frame, ToolCall
 
 Dom = list[dict[str, Any]]
@@ -460,53 +462,52 @@ SOLVERS: dict[str, Solver] = {
 }
 
 
-class MiniWoBOracle(Policy):
-    """DOM-reading expert for the tasks in :data:`SOLVERS` (privileged: needs :meth:`observe_dom`).
+class OracleConfig(PolicyConfig):
+    """Settings of :class:`MiniWoBOracle`.
 
-    Args:
-        task: The MiniWoB++ task name (selects the solver); may also be set later with :meth:`set_task`.
+    Attributes:
+        task: the task whose solver to use when a frame carries none (``Frame.privileged`` names it).
     """
 
-    name = "miniwob-oracle"
-    needs_dom = True
+    task: str | None = None
 
-    def __init__(self, task: str | None = None, **_: Any) -> None:
-        self.task = task
+
+class MiniWoBOracle(Policy):
+    """DOM-reading expert for the tasks in :data:`SOLVERS` (privileged: reads ``Frame.privileged``)."""
+
+    name = "miniwob-oracle"
+    Config = OracleConfig
+    privileged = True
+
+    def __init__(self, config: OracleConfig | None = None, **options: Any) -> None:
+        self.config = self.configure(config, options, OracleConfig)
         self.utterance = ""
-        self._dom: Dom | None = None
         self._step = 0
 
     @staticmethod
     def supported_tasks() -> list[str]:
         return sorted(SOLVERS)
 
-    def set_task(self, task: str) -> None:
-        self.task = task
-
     def reset(self) -> None:
-        self._dom, self._step, self.utterance = None, 0, ""
+        self._step, self.utterance = 0, ""
 
     def instruct(self, text: str, pts: float | None = None) -> None:
         self.utterance = text
 
-    def observe_dom(self, dom: Dom) -> None:
-        """Hand the privileged DOM snapshot for the next :meth:`step`."""
-        self._dom = dom
-
     def step(self, frame: Frame) -> Decision:
         utterance = str(frame.meta.get("utterance") or self.utterance)
-        if self.task not in SOLVERS:
-            return Decision.standby(
-                seq=frame.seq, pts=frame.pts, errors=[f"oracle has no solver for task {self.task!r}"]
-            )
-        if self._dom is None:
-            return Decision.standby(seq=frame.seq, pts=frame.pts, errors=["oracle needs observe_dom() before step()"])
-        ctx = Ctx(utterance, self._dom, self._step)
-        self._dom = None
+        seen = frame.privileged
+        task = getattr(seen, "task", None) or self.config.task
+        if task not in SOLVERS:
+            return Decision.standby(seq=frame.seq, pts=frame.pts, errors=[f"oracle has no solver for task {task!r}"])
+        if not isinstance(seen, MiniWoBPrivileged):
+            missing = "oracle needs the page DOM in Frame.privileged"
+            return Decision.standby(seq=frame.seq, pts=frame.pts, errors=[missing])
+        ctx = Ctx(utterance, seen.dom, self._step)
         self._step += 1
         _CURRENT_DOM.set(ctx.dom)
         try:
-            calls = SOLVERS[self.task](ctx)
+            calls = SOLVERS[task](ctx)
         except (AttributeError, IndexError, KeyError, ValueError, TypeError) as e:
             return Decision.standby(seq=frame.seq, pts=frame.pts, errors=[f"oracle: {type(e).__name__}: {e}"])
         if not calls:

@@ -39,7 +39,6 @@ class GuiVLMPolicy(ToolVLMPolicy):
     """
 
     name = "vlm-gui"
-    needs_dom = False
     tool_names = GUI_TOOL_NAMES
 
     def __init__(self, model: Any, task: str = "", **vlm_kw: Any) -> None:

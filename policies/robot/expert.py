@@ -1,8 +1,8 @@
 """Scripted Fetch expert: reads the privileged state and calls pick / place with world coordinates.
 
 Why: it is the upper bound of the primitives (no perception in the way) and a source of demonstrations.
-It needs ``Frame.meta["state"]`` (object and target positions), which the robot source only adds when
-built with ``privileged=True``; the pixels policy never gets it.
+It declares ``privileged = True`` and reads ``Frame.privileged`` (object and target positions), which
+sources and runners fill only for privileged policies; the pixels policy never gets it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ class FetchExpertPolicy(PlanPolicy):
     """Pick the block at its privileged position, place it at the goal."""
 
     name = "fetch-expert"
-
-    def __init__(self, max_attempts: int = 2, **kw: object) -> None:
-        super().__init__(max_attempts=max_attempts, look_first=False)
+    privileged = True
+    look_first = False
 
     def _state(self, frame: Frame) -> dict | None:
-        state = frame.meta.get("state")
+        state = frame.privileged
         return state if isinstance(state, dict) and "object_pos" in state else None
 
     def finished(self, frame: Frame) -> bool:
@@ -36,7 +35,7 @@ class FetchExpertPolicy(PlanPolicy):
     def plan(self, frame: Frame) -> Decision | None:
         state = self._state(frame)
         if state is None:
-            return Decision.silence(errors=["fetch-expert needs privileged state in Frame.meta['state']"])
+            return Decision.silence(errors=["fetch-expert needs the scene state in Frame.privileged"])
         obj = np.asarray(state["object_pos"], dtype=float)
         goal = np.asarray(state["target_pos"], dtype=float)
         if np.linalg.norm(obj - goal) < SUCCESS_DISTANCE * 0.8:

@@ -64,9 +64,6 @@ class FetchPixelsPolicy(PlanPolicy):
 
     name = "fetch-pixels"
 
-    def __init__(self, max_attempts: int = 2, **kw: object) -> None:
-        super().__init__(max_attempts=max_attempts, look_first=True)
-
     def finished(self, frame: Frame) -> bool:
         det = detect(frame.image)
         block, target = det["block"], det["target"]

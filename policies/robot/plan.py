@@ -2,16 +2,33 @@
 
 Why: a robot policy in a streaming loop answers every frame, but its tool calls take many frames to
 run. Both the expert and the pixels policy emit a plan once, then answer Standby while the robot reports
-``busy`` (``Frame.meta``), and look again only when the plan's primitives have finished. The robot source
-publishes ``meta = {"episode", "busy", "actions", "steps"}``; a new ``episode`` number re-arms the policy.
+``busy`` (``Frame.status``, an :class:`~agentkit.types.ActorStatus`), and look again only when the plan's
+primitives have finished. A new ``episode`` number re-arms the policy.
 """
 
 from __future__ import annotations
 
 import abc
+from typing import Any, ClassVar
 
-from agentkit.policy import Policy
-from agentkit.types import Decision, Frame, ToolCall
+from pydantic import Field
+
+from agentkit.policy import Policy, PolicyConfig
+from agentkit.types import ActorStatus, Decision, Frame, ToolCall
+
+_IDLE = ActorStatus()  # frames without a status (a plain video) count as an idle actor
+
+
+class PlanConfig(PolicyConfig):
+    """Settings of the plan/wait/check policies.
+
+    Attributes:
+        max_attempts: plans tried before the policy gives up (a failed check triggers a retry).
+        patience: frames to wait for the executor to start a plan before looking again.
+    """
+
+    max_attempts: int = Field(2, ge=1)
+    patience: int = Field(8, ge=1)
 
 
 class PlanPolicy(Policy):
@@ -21,11 +38,18 @@ class PlanPolicy(Policy):
     :meth:`finished` (checked once after a plan ran; ``False`` triggers a retry from a clear view).
     """
 
-    def __init__(self, max_attempts: int = 2, patience: int = 8, look_first: bool = True) -> None:
-        self.max_attempts = max_attempts
-        self.patience = patience
-        self.look_first = look_first
+    Config = PlanConfig
+    look_first: ClassVar[bool] = True  # clear the camera's view (``home``) before the first plan
+
+    def __init__(self, config: PlanConfig | None = None, **options: Any) -> None:
+        self.config = self.configure(config, options, PlanConfig)
+        self.max_attempts = self.config.max_attempts
+        self.patience = self.config.patience
         self.reset()
+
+    @property
+    def done(self) -> bool:
+        return self._done
 
     def reset(self) -> None:
         self._episode: object = None
@@ -35,38 +59,41 @@ class PlanPolicy(Policy):
         self._idle = 0
         self._checked = False
         self._interrupted = False
-        self.done = False
+        self._done = False
 
     def instruct(self, text: str, pts: float | None = None) -> None:
-        """A new instruction interrupts: the loop cancels the running plan; release, look again, re-plan."""
+        """The task. Once a plan has started, a new instruction interrupts it: the loop cancels the running
+        plan; the policy releases what it holds, looks again and re-plans."""
+        started = self._attempts > 0 or self._homed
         self._attempts = 0
         self._homed = False
         self._await_actions = 0
         self._idle = 0
         self._checked = False
-        self._interrupted = True
-        self.done = False
+        self._interrupted = started
+        self._done = False
 
     def _rearm(self, frame: Frame) -> None:
-        ep = frame.meta.get("episode")
+        ep = (frame.status or _IDLE).episode
         if ep != self._episode:
             self.reset()
             self._episode = ep
 
     def step(self, frame: Frame) -> Decision:
         self._rearm(frame)
-        if frame.meta.get("busy"):
+        status = frame.status or _IDLE
+        if status.busy:
             self._idle = 0
             return Decision.standby(seq=frame.seq, pts=frame.pts, text="robot busy")
-        if int(frame.meta.get("actions", 0)) < self._await_actions and self._idle < self.patience:
+        if status.actions < self._await_actions and self._idle < self.patience:
             self._idle += 1  # the executor may not have started the plan yet
             return Decision.standby(seq=frame.seq, pts=frame.pts, text="waiting for the plan to start")
-        if self.done:
+        if self._done:
             return Decision.silence(seq=frame.seq, pts=frame.pts)
         if self._attempts > 0 and not self._checked:
             self._checked = True
             if self._attempts >= self.max_attempts or self.finished(frame):
-                self.done = True
+                self._done = True
                 return Decision.silence(seq=frame.seq, pts=frame.pts, text="task done")
             self._homed = False  # retry: look again from a clear view
         if self._interrupted:  # whatever the arm held when it was stopped: put it down, then look again
@@ -79,7 +106,7 @@ class PlanPolicy(Policy):
             return self._emit(frame, [ToolCall("home", {})], "clearing the camera's view", [])
         decision = self.plan(frame)
         if decision is None or not decision.tool_calls:
-            self.done = True
+            self._done = True
             if decision is None:
                 return Decision.silence(seq=frame.seq, pts=frame.pts)
             decision.seq, decision.pts = frame.seq, frame.pts
@@ -96,7 +123,7 @@ class PlanPolicy(Policy):
         points: list,
         decision: Decision | None = None,
     ) -> Decision:
-        self._await_actions = int(frame.meta.get("actions", 0)) + len(calls)
+        self._await_actions = (frame.status or _IDLE).actions + len(calls)
         self._idle = 0
         d = decision or Decision.response(text)
         d.seq, d.pts, d.tool_calls, d.text, d.points = frame.seq, frame.pts, calls, text, points

@@ -43,9 +43,8 @@ class FetchVLMPolicy(ToolVLMPolicy):
 
     def __init__(self, model: Any, task: str = "put the block on the target", **vlm_kw: Any) -> None:
         super().__init__(model, robot_system_prompt(), task, **vlm_kw)
-        self.done = False  # the model never declares the episode over; evaluation runs to its budget
 
     def step(self, frame: Frame) -> Decision:
-        if frame.meta.get("busy"):
+        if frame.status is not None and frame.status.busy:
             return Decision.standby(seq=frame.seq, pts=frame.pts, text="robot busy")
         return super().step(frame)

@@ -58,7 +58,7 @@ def test_eval_cli_json_and_bad_input(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["overall"]["episodes"] == 4 and report["overall"]["success_rate"] == 1.0
-    assert set(report["tasks"]["click-test"]) >= {
+    assert set(next(r for r in report["rows"] if r["task"] == "click-test")) >= {
         "success_rate",
         "mean_reward",
         "episodes",

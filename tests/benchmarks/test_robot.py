@@ -12,38 +12,41 @@ pytestmark = pytest.mark.robot
 
 
 def _episode(robot, name, seed):
-    from agentkit.benchmarks.robot import LocalBackend, run_episode
+    from agentkit.envs.robot.episode import ArmEpisodeEnv
+    from agentkit.episode import run_episode
     from agentkit.policy import make_policy
     from agentkit.tools.robot import robot_toolbox
 
-    backend = LocalBackend(robot, robot_toolbox(robot), privileged=name == "fetch-expert")
-    return asyncio.run(run_episode(backend, make_policy(name), seed))
+    env = ArmEpisodeEnv(robot, robot_toolbox(robot))
+    return asyncio.run(run_episode(env, make_policy(name), seed=seed))
 
 
 def test_expert_episode_succeeds(robot):
     r = _episode(robot, "fetch-expert", seed=7)
     assert r.success, r.errors
-    assert [c["call"]["name"] for c in r.tool_calls] == ["pick", "place"]
-    assert all("xyz" in c["call"]["arguments"] for c in r.tool_calls)
+    assert [c["call"]["name"] for c in r.actions] == ["pick", "place"]
+    assert all("xyz" in c["call"]["arguments"] for c in r.actions)
 
 
 def test_pixels_episode_succeeds_without_privileged_state(robot, monkeypatch):
-    from agentkit.envs.robot import arm as fetch_robot
+    from agentkit.envs.robot.arm import RobotArm
+    from agentkit.policies.robot.pixels import FetchPixelsPolicy
 
     seen = []
-    original = fetch_robot.RobotArm.meta
+    original_step = FetchPixelsPolicy.step
 
-    def spy(self, privileged=False):
-        seen.append(privileged)
-        return original(self, privileged)
+    def spy(self, frame):
+        seen.append(frame.privileged)
+        return original_step(self, frame)
 
-    monkeypatch.setattr(fetch_robot.RobotArm, "meta", spy)
+    monkeypatch.setattr(FetchPixelsPolicy, "step", spy)
+    monkeypatch.setattr(RobotArm, "scene_state", lambda self: pytest.fail("the scene state was read"))
     r = _episode(robot, "fetch-pixels", seed=11)
     assert r.success, r.errors
-    names = [c["call"]["name"] for c in r.tool_calls]
+    names = [c["call"]["name"] for c in r.actions]
     assert names[:3] == ["home", "pick", "place"]
-    assert all("point" in c["call"]["arguments"] for c in r.tool_calls if c["call"]["name"] != "home")
-    assert seen and not any(seen)  # the pixels policy never got the scene state
+    assert all("point" in c["call"]["arguments"] for c in r.actions if c["call"]["name"] != "home")
+    assert seen and all(s is None for s in seen)  # the pixels policy never got the scene state
 
 
 def test_detector_finds_block_and_target_where_the_camera_projects_them(robot):
@@ -64,14 +67,13 @@ def test_detector_finds_block_and_target_where_the_camera_projects_them(robot):
 
 def test_pixels_policy_reports_missing_objects():
     from agentkit.policies.robot.pixels import FetchPixelsPolicy
-    from agentkit.types import Frame
+    from agentkit.types import ActorStatus, Frame
 
     policy = FetchPixelsPolicy()
     grey = np.full((240, 320, 3), 200, np.uint8)
-    meta = {"episode": 0, "busy": False, "actions": 0}
-    first = policy.step(Frame(grey, 0.0, 0.0, 0, meta=meta))
+    first = policy.step(Frame(grey, 0.0, 0.0, 0, status=ActorStatus(0, False, 0, 0)))
     assert [c.name for c in first.tool_calls] == ["home"]
-    second = policy.step(Frame(grey, 0.1, 0.1, 1, meta={**meta, "actions": 1}))
+    second = policy.step(Frame(grey, 0.1, 0.1, 1, status=ActorStatus(0, False, 1, 0)))
     assert not second.tool_calls and "no block or target" in second.errors[0]
 
 
@@ -108,7 +110,7 @@ def test_eval_cli_writes_the_report(tmp_path):
     assert set(report["overall"]) >= {"success_rate", "episodes", "mean_steps", "mean_seconds"}
     assert report["overall"]["episodes"] == 2 and len(report["episodes"]) == 2
     bad = CliRunner().invoke(app, ["eval", "fetch", "--episodes", "0"])
-    assert bad.exit_code == 1 and "--episodes must be >= 1" in bad.output
+    assert bad.exit_code == 1 and "episodes=0" in bad.output
 
 
 def test_new_instruction_interrupts_a_running_pick_and_the_task_still_succeeds(robot):
@@ -129,10 +131,10 @@ def test_new_instruction_interrupts_a_running_pick_and_the_task_still_succeeds(r
     class Watch(Sink):
         def on_decision(self, decision, frame):
             # home done (1 action), the pick running: interrupt with a new instruction
-            if events["interrupted_at"] is None and frame.meta["busy"] and frame.meta["actions"] == 1:
+            if events["interrupted_at"] is None and frame.status.busy and frame.status.actions == 1:
                 events["interrupted_at"] = robot.sim.steps
                 loop.instruct("put the block on the target")
-            if policy.done and not frame.meta["busy"] and events["interrupted_at"] is not None:
+            if policy.done and not frame.status.busy and events["interrupted_at"] is not None:
                 loop.stop()
 
         def on_action(self, result):

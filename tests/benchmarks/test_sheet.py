@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from agentkit.annotate import BOX_COLOR
 from agentkit.benchmarks.sheet import contact_sheet, event_thumbnail, save_png
 from agentkit.types import Box, Decision, Frame
 
@@ -21,13 +22,13 @@ def test_thumbnail_sheet_and_png(tmp_path: Path) -> None:
         meta={"departed": [{"x1": 0.8, "y1": 0.2, "x2": 1.0, "y2": 0.9}]},
     )
     th = event_thumbnail(frame, d, width=200)
-    assert th.shape == (34 + 100, 200, 3)
-    body = th[34:]
-    assert tuple(body[50, 50]) == (40, 220, 40)  # left edge of the green person box at x = 0.25
-    assert tuple(body[50, 160]) == (230, 40, 40)  # left edge of the red departed box at x = 0.8
+    assert th.shape == (100, 200, 3)
+    assert tuple(th[50, 50]) == BOX_COLOR  # left edge of the person box at x = 0.25
+    assert tuple(th[50, 160]) == (230, 40, 40)  # left edge of the red departed box at x = 0.8
+    assert th[85:, :, :].mean() < frame.image.mean()  # the caption band darkens the bottom
     sheet = contact_sheet([th] * 5, cols=4)
-    assert sheet.shape == (2 * 134, 4 * 200, 3)
-    assert not sheet[134:, 200:].any()  # padding cells are black
+    assert sheet.shape == (2 * 100, 4 * 200, 3)
+    assert not sheet[100:, 200:].any()  # padding cells are black
     out = save_png(tmp_path / "s.png", sheet)
     back = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     assert back.shape == sheet.shape

@@ -19,7 +19,7 @@ from typing import Any
 
 from agentkit.errors import SourceError, ToolError
 from agentkit.transport.mqtt.wire import BrokerSpec, Freshness, decode_jpeg, dumps, loads, unpack
-from agentkit.types import Frame
+from agentkit.types import ActorStatus, Frame
 
 log = logging.getLogger(__name__)
 
@@ -143,15 +143,19 @@ class RobotLink:
             return
         image = decode_jpeg(body)
         seq = int(header["seq"])
-        meta: dict[str, Any] = {k: header[k] for k in ("episode", "busy", "actions", "steps", "session") if k in header}
-        meta["remote_t"] = float(header["t"])
+        meta: dict[str, Any] = {"session": header.get("session"), "remote_t": float(header["t"])}
         meta["transit_ms"] = round((time.time() - float(header["t"])) * 1e3, 3)  # node publish -> received
-        if self.privileged and self.state is not None and self.state.get("seq") == seq:
-            meta["state"] = self.state
-        elif self.privileged and self.state is not None:
-            meta["state"] = self.state  # the latest state (published right after its frame)
+        now = time.monotonic()
         frame = Frame(
-            image, t=time.monotonic(), pts=time.monotonic() - self._t0, seq=seq, source=self.spec.url, meta=meta
+            image,
+            t=now,
+            pts=now - self._t0,
+            seq=seq,
+            source=self.spec.url,
+            meta=meta,
+            status=ActorStatus.from_dict(header),
+            # the latest scene state (the node publishes it right after its frame)
+            privileged=self.state if self.privileged else None,
         )
         self._frame_t[seq] = float(header["t"])
         while len(self._frame_t) > 256:

@@ -1,9 +1,11 @@
-"""The robot node: a simulated robot that lives behind an MQTT broker.
+"""The robot node: an actor (a simulated or real robot) that lives behind an MQTT broker.
 
 Why: the robot (or a real camera + arm) often runs in another process or on another machine than the
-agent. The node publishes the camera (JPEG), depth (16-bit PNG) and state at ``fps``, executes the tool
-calls it receives through its own :class:`~agentkit.tooling.ToolBox` (so validation, workspace bounds
-and timeouts are enforced on the robot side, whatever the network sends), and publishes each result.
+agent. The node knows nothing of one robot in particular: it serves anything that implements
+:class:`NodeActor` (``agentkit.envs.robot.arm.RobotArm`` does). It publishes the camera (JPEG), depth
+(16-bit PNG) and state at ``fps``, executes the tool calls it receives through its own
+:class:`~agentkit.tooling.ToolBox` (so validation, workspace bounds and timeouts are enforced on the robot
+side, whatever the network sends), and publishes each result.
 
 Robustness: stale actions (older than ``action_ttl_s``), duplicates and malformed messages are answered
 with an error result or dropped, never executed; the action queue is bounded; when the broker goes away
@@ -18,23 +20,36 @@ import collections
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
-from agentkit.envs.robot.arm import RobotArm
+import numpy as np
+
 from agentkit.tooling import ToolBox
 from agentkit.transport.mqtt.wire import BrokerSpec, dumps, encode_depth, encode_jpeg, loads, pack
-from agentkit.types import ToolCall
+from agentkit.types import ActorStatus, ToolCall
 
 log = logging.getLogger(__name__)
 
 
+class NodeActor(Protocol):
+    """What a node serves: a camera, a status, a privileged scene state, and episodes to reset."""
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def status(self) -> ActorStatus: ...
+
+    def render(self, depth: bool = True) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+    def scene_state(self) -> dict[str, Any]: ...
+
+
 class RobotNode:
-    """Serve one :class:`RobotArm` on ``agentkit/<name>/...`` topics. Run with ``await node.run()``."""
+    """Serve one :class:`NodeActor` on ``agentkit/<name>/...`` topics. Run with ``await node.run()``."""
 
     def __init__(
         self,
         spec: BrokerSpec,
-        robot: RobotArm,
+        robot: NodeActor,
         toolbox: ToolBox,
         *,
         fps: float = 15.0,
@@ -104,7 +119,7 @@ class RobotNode:
         while not self._stop.is_set():
             n += 1
             if self.connected.is_set():
-                rgb, depth = self.robot.sim.render(depth=self.depth)
+                rgb, depth = self.robot.render(depth=self.depth)
                 self.seq += 1
                 header = {
                     "session": self.session,
@@ -112,7 +127,7 @@ class RobotNode:
                     "t": time.time(),
                     "w": rgb.shape[1],
                     "h": rgb.shape[0],
-                    **self.robot.meta(),
+                    **self.robot.status().to_dict(),
                 }
                 if await self._publish("frame", pack(header, encode_jpeg(rgb, self.jpeg_quality))):
                     self.frames_published += 1
@@ -121,7 +136,7 @@ class RobotNode:
                 if depth is not None:
                     await self._publish("depth", pack({**header, "unit": "mm", "format": "png16"}, encode_depth(depth)))
                 if self.state:
-                    s = {"session": self.session, "seq": self.seq, "t": header["t"], **self.robot.sim.state()}
+                    s = {"session": self.session, "seq": self.seq, "t": header["t"], **self.robot.scene_state()}
                     await self._publish("state", dumps(s))
             else:
                 self.frames_dropped += 1
@@ -171,15 +186,15 @@ class RobotNode:
                 n = await self._cancel_current()
             elif ref not in self._cancelled:
                 self._cancelled.add(ref)
-            await self._reply(msg_id, True, output={"cancelled": n, **self.robot.meta()})
+            await self._reply(msg_id, True, output={"cancelled": n, **self.robot.status().to_dict()})
         elif cmd in ("reset", "cancel"):
             cancelled = await self._cancel_all()
             if cmd == "reset":
                 seed = msg.get("seed")
                 self.robot.reset(seed=int(seed) if isinstance(seed, int) else None)
-            await self._reply(msg_id, True, output={"cancelled": cancelled, **self.robot.meta()})
+            await self._reply(msg_id, True, output={"cancelled": cancelled, **self.robot.status().to_dict()})
         elif cmd == "state":
-            await self._reply(msg_id, True, output=self.robot.sim.state())
+            await self._reply(msg_id, True, output=self.robot.scene_state())
         else:
             await self._reply(msg_id, False, error=f"unknown control command {cmd!r}; known: reset, cancel, state")
 

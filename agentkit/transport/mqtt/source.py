@@ -24,7 +24,7 @@ class MqttSource(Source):
 
     Args:
         spec: ``mqtt://host[:port]/name``.
-        privileged: also subscribe to the node's ``state`` topic and attach it as ``meta["state"]``
+        privileged: also subscribe to the node's ``state`` topic and attach it as ``Frame.privileged``
             (for the expert and for evaluation; a pixels policy must not ask for it).
         max_age_s: frames older than this (node clock) are dropped as stale.
         connect_timeout_s: how long :meth:`open` waits for the broker.

@@ -1,28 +1,31 @@
-"""A ToolBox whose tools run on a remote robot node over MQTT.
+"""A ToolBox whose tools run on a remote node over MQTT.
 
 Why: the loop's executor only knows :class:`~agentkit.tooling.ToolBox`. This one validates a call against
-the same robot tool schemas locally (a malformed call never leaves the process), sends it on the node's
+the node's tool schemas locally (a malformed call never leaves the process), sends it on the node's
 ``action`` topic with the frame it was decided on, and turns the node's ``result`` (or a timeout, or a
 lost broker) into an :class:`~agentkit.types.ActionResult`. The node validates again: it trusts nobody.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
 
 from agentkit.tooling import Tool, ToolBox
-from agentkit.tools.robot import ROBOT_TOOLS
 from agentkit.transport.mqtt.link import RobotLink
 from agentkit.types import ToolCall
 
 
 class MqttToolBox(ToolBox):
-    """Robot tools executed by the node behind ``link``; ``timeout_s`` bounds each call's round trip."""
+    """``tools`` (only their schemas are used here) executed by the node behind ``link``.
 
-    def __init__(self, link: RobotLink, timeout_s: float = 30.0) -> None:
-        super().__init__([cls(None) for cls in ROBOT_TOOLS], timeout_s=timeout_s)  # type: ignore[arg-type]
+    ``timeout_s`` bounds each call's round trip.
+    """
+
+    def __init__(self, link: RobotLink, tools: Iterable[Tool], timeout_s: float = 30.0) -> None:
+        super().__init__(tools, timeout_s=timeout_s)
         self.link = link
         self.frame_to_action_ms: list[float] = []
 

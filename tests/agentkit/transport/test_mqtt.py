@@ -70,17 +70,16 @@ def test_spec_parsing():
 
 # -- with a broker --------------------------------------------------------------------------------------------
 async def _node_and_agent(broker, robot, **node_kw):
-    from agentkit.tools.robot import robot_toolbox
+    from agentkit.tools.robot import remote_robot_toolbox, robot_toolbox
     from agentkit.transport.mqtt.node import RobotNode
     from agentkit.transport.mqtt.source import MqttSource
-    from agentkit.transport.mqtt.toolbox import MqttToolBox
     from agentkit.transport.mqtt.wire import parse_spec
 
     node = RobotNode(parse_spec(broker.url + "/r1"), robot, robot_toolbox(robot), **node_kw)
     task = asyncio.create_task(node.run())
     source = MqttSource(broker.url + "/r1", max_age_s=5.0)
     await source.open()
-    return node, task, source, MqttToolBox(source.link, timeout_s=20)
+    return node, task, source, remote_robot_toolbox(source.link, timeout_s=20)
 
 
 async def _close(node, task, source):
@@ -96,7 +95,7 @@ def test_frame_and_action_round_trip(broker, robot):
         try:
             frames = source.frames().__aiter__()
             frame = await asyncio.wait_for(frames.__anext__(), 10)
-            assert frame.image.shape == (240, 320, 3) and frame.meta["episode"] == robot.sim.episode
+            assert frame.image.shape == (240, 320, 3) and frame.status.episode == robot.sim.episode
             ok = await box.run(ToolCall("home", {}), seq=frame.seq)
             assert ok.ok, ok.error
             assert 0 < ok.output["frame_to_action_ms"] < 2000
@@ -151,7 +150,7 @@ def test_broker_restart_mid_action_reconnects_and_the_episode_resumes(broker, ro
         try:
             frames = source.frames().__aiter__()
             before = await asyncio.wait_for(frames.__anext__(), 10)
-            episode = before.meta["episode"]
+            episode = before.status.episode
             top = robot.sim.object_pos + np.array([0, 0, 0.025])
             pick = asyncio.create_task(box.run(ToolCall("pick", {"xyz": top.tolist()}), seq=before.seq))
             await asyncio.sleep(0.4)
@@ -161,7 +160,7 @@ def test_broker_restart_mid_action_reconnects_and_the_episode_resumes(broker, ro
             assert result.ok, result.error  # the primitive finished during the outage; its result arrived
             assert node.connects >= 2 and source.link.connects >= 2
             after = await asyncio.wait_for(frames.__anext__(), 10)
-            assert after.meta["episode"] == episode and after.meta["steps"] > before.meta["steps"]
+            assert after.status.episode == episode and after.status.steps > before.status.steps
             place = await box.run(ToolCall("place", {"xyz": robot.sim.target_pos.tolist()}))
             assert place.ok, place.error
             assert (await source.link.control("state"))["success"]
@@ -173,7 +172,7 @@ def test_broker_restart_mid_action_reconnects_and_the_episode_resumes(broker, ro
 
 @pytest.mark.robot
 def test_pixels_episode_against_a_robot_node_in_another_process(broker, tmp_path):
-    from agentkit.apps.robot import EvalConfig, evaluate
+    from agentkit.benchmarks.robot import EvalConfig, evaluate
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cli = "import agentkit.apps.cli.robot; from agentkit.apps.cli.groups import app; app()"
@@ -186,8 +185,8 @@ def test_pixels_episode_against_a_robot_node_in_another_process(broker, tmp_path
     try:
         cfg = EvalConfig(policy="pixels", episodes=1, seed=11, node=broker.url + "/r9", timeout_s=30)
         report = asyncio.run(asyncio.wait_for(evaluate(cfg), 90))
-        assert report["overall"]["success_rate"] == 1.0, report["episodes"]
-        assert report["overall"]["frame_to_action_ms"]["n"] >= 2
+        assert report.overall["success_rate"] == 1.0, report.episodes
+        assert report.overall["frame_to_action_ms"]["n"] >= 2
     finally:
         node.terminate()
         node.wait(10)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentkit.benchmarks.miniwob import evaluate, run_episode, summarize
+from agentkit.benchmarks.miniwob import evaluate, run_task_episode, summarize
 from agentkit.envs.gui.miniwob import AsyncMiniWoBEnv, task_names
 from agentkit.policies.gui.oracle import MiniWoBOracle
 from agentkit.policy import Policy, make_policy
@@ -28,8 +28,9 @@ def test_seeds_are_reproducible() -> None:
         async with AsyncMiniWoBEnv("click-checkboxes") as env:
             out = []
             for seed in (7, 8, 7):
-                obs, _ = await env.reset(seed=seed)
-                out.append(obs.utterance)
+                obs, info = await env.reset(seed=seed)
+                assert obs.meta["utterance"] == info["instruction"]
+                out.append(info["instruction"])
             return out
 
     a, b, c = asyncio.run(run())
@@ -44,8 +45,8 @@ def test_oracle_episodes_and_recording(tmp_path: Path) -> None:
         evaluate(oracle, ["click-button", "enter-text", "click-checkboxes"], 2, seed=0, record_dir=tmp_path)
     )
     report = summarize(results)
-    assert report["overall"]["episodes"] == 6
-    assert report["overall"]["success_rate"] == 1.0, [r.errors for r in results]
+    assert report.overall["episodes"] == 6
+    assert report.overall["success_rate"] == 1.0, [r.errors for r in results]
     assert all(r.reward > 0 for r in results)
     ep = tmp_path / "enter-text-0"
     assert {"frames.mp4", "decisions.jsonl", "actions.jsonl", "episode.json"} <= {p.name for p in ep.iterdir()}
@@ -83,7 +84,7 @@ def test_bad_actions_are_recorded_and_the_episode_goes_on() -> None:
             point = {"x": (button["x"] + button["w"] / 2) / 160, "y": (button["y"] + button["h"] / 2) / 210}
             _, reward, terminated, _, _ = await env.step([ToolCall("click", {"point": point})])
             # a whole episode through the runner with a policy emitting the same bad calls first
-            res = await run_episode(
+            res = await run_task_episode(
                 env, _Scripted([bad, Decision.response(tool_calls=[ToolCall("click", {"point": point})])]), seed=0
             )
             return info, reward, terminated, res
@@ -105,7 +106,7 @@ def test_hung_page_is_an_error_and_the_next_episode_runs() -> None:
             await env.session.page.evaluate("() => setTimeout(() => { while (true) {} }, 50)")
             await asyncio.sleep(0.2)
             obs, _, terminated, truncated, info = await env.step([ToolCall("wait", {"seconds": 0.1})])
-            res = await run_episode(env, make_policy("miniwob-oracle"), seed=1)
+            res = await run_task_episode(env, make_policy("miniwob-oracle"), seed=1)
             return obs, terminated, truncated, info, res, env.session.restarts
 
     obs, terminated, truncated, info, res, restarts = asyncio.run(run())
@@ -133,7 +134,7 @@ def test_blocked_url_in_a_task_page_is_recorded(tmp_path: Path) -> None:
 
 def test_ocr_policy_click_button_from_pixels_only() -> None:
     policy = make_policy("ocr")
-    assert not getattr(policy, "needs_dom", False)
+    assert not policy.privileged
 
     async def run():
         async with AsyncMiniWoBEnv("click-button") as env:
@@ -142,7 +143,7 @@ def test_ocr_policy_click_button_from_pixels_only() -> None:
                 raise AssertionError("the OCR policy must never see the DOM")
 
             env.dom = no_dom  # type: ignore[method-assign]
-            return await run_episode(env, policy, seed=2)
+            return await run_task_episode(env, policy, seed=2)
 
     res = asyncio.run(run())
     assert res.success, res.errors

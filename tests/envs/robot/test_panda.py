@@ -33,14 +33,14 @@ def test_panda_camera_deprojects_the_rendered_block(panda):
 
 @pytest.mark.parametrize("name", ["fetch-expert", "fetch-pixels"])
 def test_same_policies_and_tools_succeed_on_panda(panda, name):
-    from agentkit.benchmarks.robot import LocalBackend, run_episode
     from agentkit.envs.robot.arm import RobotArm
+    from agentkit.envs.robot.episode import ArmEpisodeEnv
+    from agentkit.episode import run_episode
     from agentkit.policy import make_policy
     from agentkit.tools.robot import robot_toolbox
 
     robot = RobotArm(panda)
-    backend = LocalBackend(robot, robot_toolbox(robot), privileged=name == "fetch-expert")
-    r = asyncio.run(run_episode(backend, make_policy(name), seed=3))
+    r = asyncio.run(run_episode(ArmEpisodeEnv(robot, robot_toolbox(robot)), make_policy(name), seed=3))
     assert r.success, r.errors
 
 

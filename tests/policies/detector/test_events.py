@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from agentkit.errors import ConfigError
-from agentkit.policies.detector import DetectorConfig, DetectorNarrator
+from agentkit.policies.detector import DetectorNarrator
 from agentkit.policies.detector.narrator import event_text
 from agentkit.policies.detector.people import Detection
 from agentkit.types import DecisionKind, Frame
@@ -173,6 +173,6 @@ def test_config_errors_name_field_and_value() -> None:
     with pytest.raises(ConfigError, match="no_such_field"):
         DetectorNarrator(detector=dark_figure_detector, no_such_field=1)
     with pytest.raises(ConfigError, match="exit_after_s"):
-        DetectorConfig.build(exit_after_s=5.0, lost_after_s=1.0)
-    cfg = DetectorConfig.build({"hog_every": 3}, settle_s=0.7)
+        DetectorNarrator(detector=dark_figure_detector, exit_after_s=5.0, lost_after_s=1.0)
+    cfg = DetectorNarrator({"hog_every": 3}, detector=dark_figure_detector, settle_s=0.7).config
     assert (cfg.hog_every, cfg.settle_s) == (3, 0.7)

@@ -11,18 +11,6 @@ from agentkit.types import Decision, Frame
 pytestmark = [pytest.mark.vlm, pytest.mark.browser]
 
 
-@pytest.fixture(scope="module")
-def tiny_qwen(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    import torch
-
-    torch.set_num_threads(1)
-    from agentkit.policies.vlm.build import build_tiny
-
-    return build_tiny("qwen2_vl", tmp_path_factory.mktemp("guivlm") / "ckpt")
-
-
 def test_prompt_lists_every_gui_tool() -> None:
     from agentkit.policies.gui.vlm import GUI_TOOL_NAMES, gui_system_prompt
 
@@ -33,7 +21,7 @@ def test_prompt_lists_every_gui_tool() -> None:
 
 def test_ui_tars_action_clicks_the_button(tiny_qwen, monkeypatch) -> None:
     """A UI-TARS answer in resized-image pixels, parsed by the engine's parser, lands on the real button."""
-    from agentkit.benchmarks.miniwob import run_episode
+    from agentkit.benchmarks.miniwob import run_task_episode
     from agentkit.envs.gui.miniwob import AsyncMiniWoBEnv
     from agentkit.parsing import parse_response, smart_resize
     from agentkit.policies.gui.vlm import GuiVLMPolicy
@@ -53,14 +41,14 @@ def test_ui_tars_action_clicks_the_button(tiny_qwen, monkeypatch) -> None:
                 return Decision.response(parsed.text, tool_calls=list(parsed.tool_calls), errors=list(parsed.errors))
 
             monkeypatch.setattr(policy.vlm, "step", fake_step)
-            return await run_episode(env, policy, seed=0)
+            return await run_task_episode(env, policy, seed=0)
 
     res = asyncio.run(run())
     assert res.success, res.errors
 
 
 def test_tiny_model_runs_an_episode_without_crashing(tiny_qwen) -> None:
-    from agentkit.benchmarks.miniwob import run_episode
+    from agentkit.benchmarks.miniwob import run_task_episode
     from agentkit.envs.gui.miniwob import AsyncMiniWoBEnv
     from agentkit.policies.gui.vlm import GuiVLMPolicy
 
@@ -68,7 +56,7 @@ def test_tiny_model_runs_an_episode_without_crashing(tiny_qwen) -> None:
 
     async def run():
         async with AsyncMiniWoBEnv("click-test", max_steps=3, scale=1.0) as env:
-            return await run_episode(env, policy, seed=0)
+            return await run_task_episode(env, policy, seed=0)
 
     res = asyncio.run(run())
     assert 1 <= res.steps <= 3  # whatever the random model said was validated and recorded, never raised

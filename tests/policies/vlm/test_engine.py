@@ -44,15 +44,8 @@ def _threads():
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory):
-    cache: dict[str, Path] = {}
-
-    def get(arch: str) -> Path:
-        if arch not in cache:
-            cache[arch] = build_tiny(arch, tmp_path_factory.mktemp(arch) / "ckpt")
-        return cache[arch]
-
-    return get
+def ckpt(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 def _frame(rng: np.random.Generator, i: int, size: tuple[int, int] = (48, 64)) -> Frame:

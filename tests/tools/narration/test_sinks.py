@@ -75,8 +75,9 @@ def test_annotated_video_has_one_frame_per_decision_and_draws(tmp_path):
     sink = AnnotatedVideoSink(tmp_path / "a.mp4", fps=10)
     d = Decision.response("A person arrived.", boxes=[Box(0.1, 0.1, 0.5, 0.9, label="person")])
     img = frame(0, 0.0, 320, 240).image
-    drawn = draw_decision(img, d, caption="A person arrived.")
+    drawn = draw_decision(img, d, caption="A person arrived.", min_width=0)
     assert drawn.shape == img.shape and not np.array_equal(drawn, img)
+    assert draw_decision(img, d).shape == (480, 640, 3)  # small frames are upscaled to stay readable
     feed(sink, [(i / 10, "hello" if i == 3 else None) for i in range(15)])
     with av.open(str(tmp_path / "a.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 15

@@ -1,0 +1,106 @@
+"""Pick-and-place episodes as :class:`~agentkit.episode.EpisodeEnv`: in this process, or on a robot node.
+
+Why: ``agentkit eval fetch`` must measure the path a live run takes (policy -> tool calls -> ToolBox
+validation -> primitives -> MuJoCo), with the node in this process or behind MQTT. Each decision's calls
+run to completion (the first failure stops the rest, as the live executor does) before a fresh frame is
+rendered (in a turn-based run the calls always answer the last frame handed out, whose ``seq`` they
+carry); the episode is truncated after ``max_steps`` control steps; success is the task's own
+criterion (the block within 5 cm of the target) when the episode ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from agentkit.envs.robot.arm import RobotArm
+from agentkit.episode import Outcome, StepInfo
+from agentkit.tooling import ToolBox
+from agentkit.transport.mqtt.link import RobotLink
+from agentkit.types import ActorStatus, Frame, ToolCall
+
+
+async def _run_calls(toolbox: ToolBox, calls: Sequence[ToolCall], seq: int) -> StepInfo:
+    info = StepInfo()
+    for call in calls:
+        result = await toolbox.run(call, seq=seq)
+        info.results.append(result)
+        if not result.ok:
+            info.errors.append(result.error or f"{call.name} failed")
+            break  # later calls of a plan assume the earlier ones worked (as the live executor does)
+    return info
+
+
+class ArmEpisodeEnv:
+    """The simulation in this process; frames are rendered on demand."""
+
+    def __init__(self, robot: RobotArm, toolbox: ToolBox, *, max_steps: int = 300, instruction: str = "") -> None:
+        self.robot, self.toolbox, self.max_steps, self.instruction = robot, toolbox, max_steps, instruction
+        self._seq = 0
+
+    def _frame(self) -> Frame:
+        sim = self.robot.sim
+        rgb, _ = self.robot.render(depth=False)
+        self._seq += 1
+        return Frame(rgb, time.monotonic(), sim.steps * sim.dt, self._seq, "robot", status=self.robot.status())
+
+    async def reset(self, *, seed: int | None = None) -> tuple[Frame, dict[str, Any]]:
+        self.robot.reset(seed=seed)
+        return self._frame(), {"seed": seed, "instruction": self.instruction}
+
+    async def step(self, calls: Sequence[ToolCall]) -> tuple[Frame | None, float, bool, bool, StepInfo]:
+        info = await _run_calls(self.toolbox, calls, self._seq)
+        frame = self._frame()
+        return frame, 0.0, False, self.robot.sim.steps >= self.max_steps, info
+
+    async def outcome(self) -> Outcome:
+        success = bool(self.robot.sim.is_success())
+        return Outcome(success, float(success), int(self.robot.sim.steps))
+
+    async def privileged(self) -> dict[str, Any]:
+        return self.robot.scene_state()
+
+
+class RemoteArmEpisodeEnv:
+    """A robot node in another process: reset and outcome over its control topic, frames from the link."""
+
+    def __init__(
+        self, link: RobotLink, toolbox: ToolBox, *, max_steps: int = 300, timeout_s: float = 10.0, instruction: str = ""
+    ) -> None:
+        self.link, self.toolbox, self.max_steps, self.timeout_s = link, toolbox, max_steps, timeout_s
+        self.instruction = instruction
+        self.episode: int | None = None
+        self._seq = -1  # the last frame handed out: in turn-based runs, the one the calls were decided on
+        self.transit_ms: list[float] = []  # node publish -> agent receive, of the frames handed out
+
+    async def _frame(self) -> Frame:
+        asked = time.monotonic()
+        while True:
+            frame = await asyncio.wait_for(self.link.next_frame(), self.timeout_s)
+            # Decide on a frame that arrived after we asked (not one that waited in the slot while the
+            # last action ran), and never on a frame of the previous episode still in flight.
+            if frame.t >= asked and (frame.status or ActorStatus()).episode == self.episode:
+                if "transit_ms" in frame.meta:
+                    self.transit_ms.append(float(frame.meta["transit_ms"]))
+                self._seq = frame.seq
+                return frame
+
+    async def reset(self, *, seed: int | None = None) -> tuple[Frame, dict[str, Any]]:
+        out = await self.link.control("reset", timeout_s=self.timeout_s, seed=seed)
+        self.episode = int(out["episode"])
+        return await self._frame(), {"seed": seed, "instruction": self.instruction}
+
+    async def step(self, calls: Sequence[ToolCall]) -> tuple[Frame | None, float, bool, bool, StepInfo]:
+        info = await _run_calls(self.toolbox, calls, self._seq)
+        frame = await self._frame()
+        return frame, 0.0, False, (frame.status or ActorStatus()).steps >= self.max_steps, info
+
+    async def outcome(self) -> Outcome:
+        state = await self.link.control("state", timeout_s=self.timeout_s)
+        success = bool(state["success"])
+        return Outcome(success, float(success), int(state["steps"]))
+
+    async def privileged(self) -> dict[str, Any] | None:
+        return self.link.state
