@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentkit.benchmarks.report import Report
 from agentkit.errors import ConfigError
 
 EventType = Literal["arrive", "leave"]
@@ -107,6 +108,12 @@ class MatchResult:
     def unmatched_responses(self) -> list[ResponseRecord]:
         used = {m.response_index for m in self.matches}
         return [r for i, r in enumerate(self.responses) if i not in used]
+
+    def report(self, config: dict[str, Any] | None = None) -> Report:
+        """The project's report: precision/recall/delay as ``overall``, one row per labelled event."""
+        d = self.to_dict()
+        rows = d.pop("per_event")
+        return Report(benchmark="narration", overall=d, rows=rows, config=dict(config or {}))
 
     def to_dict(self) -> dict[str, Any]:
         def rnd(v: float | None) -> float | None:

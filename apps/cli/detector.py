@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from agentkit.apps.cli.common import run_guarded
+from agentkit.apps.cli.common import check_writable, run_guarded
 from agentkit.apps.cli.groups import bench_app, eval_app
 
 
@@ -57,11 +57,12 @@ def eval_narration(
     def run() -> int:
         from agentkit.benchmarks.narration import evaluate_files
 
+        check_writable(json_out)
         result = evaluate_files(decisions, labels, tolerance=tolerance, early=early)
         _print_match(result, f"{decisions} vs {labels.name}")
         if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+            config = {"decisions": str(decisions), "labels": str(labels), "tolerance_s": tolerance, "early_s": early}
+            result.report(config).write(json_out)
         return 0
 
     run_guarded(run)
@@ -88,6 +89,7 @@ def bench_detector(
 
         from agentkit.benchmarks.detector import replay_video
         from agentkit.benchmarks.narration import load_labels, match_events
+        from agentkit.benchmarks.report import Report
         from agentkit.errors import ConfigError
         from agentkit.policy import make_policy
 
@@ -126,8 +128,7 @@ def bench_detector(
         for d in decisions:
             if d.kind.value == "response":
                 console.print(f"  {d.pts:7.1f} s  {d.text}")
-        report: dict[str, object] = {
-            "video": str(video),
+        overall: dict[str, object] = {
             "frames": stats.frames,
             "stream_s": round(stats.stream_s, 3),
             "wall_s": round(stats.wall_s, 3),
@@ -136,9 +137,10 @@ def bench_detector(
             "step_ms_p50": round(stats.step_ms_p50, 3),
             "step_ms_p95": round(stats.step_ms_p95, 3),
             "decisions": {"silence": stats.silence, "standby": stats.standby, "response": stats.response},
-            "settings": overrides,
-            "opencv_threads": cv2.getNumThreads(),
         }
+        config = {"video": str(video), "start_s": start, "end_s": end, "settings": overrides}
+        config["opencv_threads"] = cv2.getNumThreads()
+        rows = [{"pts": round(d.pts, 3), "text": d.text} for d in decisions if d.kind.value == "response"]
         if label_set is not None:
             from agentkit.benchmarks.narration import ResponseRecord, event_types
 
@@ -152,13 +154,15 @@ def bench_detector(
             events = [e for e in label_set.events if lo <= e.t <= hi]
             result = match_events(events, responses)
             _print_match(result, f"{video.name} vs {labels.name if labels else ''}")
-            report["evaluation"] = result.to_dict()
+            evaluation = result.report()
+            overall.update(evaluation.overall)
+            rows = evaluation.rows
         if sheet is not None and thumbs:
             from agentkit.benchmarks.sheet import contact_sheet, save_png
 
             save_png(sheet, contact_sheet(thumbs, cols=4))
             console.print(f"wrote {sheet} ({sheet.stat().st_size // 1024} KB, {len(thumbs)} events)")
-        (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        Report(benchmark="detector", overall=overall, rows=rows, config=config).write(out / "bench.json")
         console.print(f"wrote {out / 'decisions.jsonl'} and {out / 'bench.json'}")
         return 0
 

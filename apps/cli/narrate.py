@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from agentkit.apps.cli.common import fail, run_guarded
+from agentkit.apps.cli.common import check_writable, fail, run_guarded
 from agentkit.apps.cli.groups import app, bench_app
 
 
@@ -135,12 +135,12 @@ def bench_narrate(
     """Throughput (as fast as possible) and live latency (--realtime) of a narration run, in one go."""
 
     def run() -> int:
-        import json as _json
-
         from agentkit.apps.narrator import run_narrator
+        from agentkit.benchmarks.report import Report, print_report
         from agentkit.config import NarratorConfig
 
-        result: dict = {"source": source, "policy": policy}
+        check_writable(json_out)
+        rows = []
         modes = [("offline", False)] + ([("realtime", True)] if realtime else [])
         for mode, rt in modes:
             cfg = NarratorConfig(source=source, policy=policy, realtime=rt, out=out / mode)
@@ -149,14 +149,13 @@ def bench_narrate(
                 fail(summary.error)
             m = summary.metrics
             keep = ("frames_in", "processed", "dropped", "wall_s", "stream_s", "real_time_factor", "latency_ms")
-            result[mode] = {k: m[k] for k in keep} | {
-                k: m[k] for k in ("latency_ms_first_minute", "latency_ms_last_minute") if k in m
-            }
-        text = _json.dumps(result, indent=2)
-        typer.echo(text)
+            extra = ("latency_ms_first_minute", "latency_ms_last_minute")
+            rows.append({"mode": mode} | {k: m[k] for k in keep} | {k: m[k] for k in extra if k in m})
+        overall = {f"{r['mode']}_{k}": r[k] for r in rows for k in ("real_time_factor", "latency_ms", "dropped")}
+        report = Report(benchmark="narrate", overall=overall, rows=rows, config={"source": source, "policy": policy})
+        print_report(report, ("mode", "processed", "dropped", "wall_s", "real_time_factor", "latency_ms"))
         if json_out:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(text)
+            report.write(json_out)
         return 0
 
     run_guarded(run)

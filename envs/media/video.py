@@ -4,7 +4,8 @@ Decoding and colour conversion happen once, here, in a worker thread so the even
 Offline files default to *lossless* as-fast-as-possible processing (every frame reaches the policy, so
 results do not depend on machine speed); ``realtime=True`` paces frames to the stream clock and makes the
 source lossy like a live camera. A corrupt or truncated stream raises :class:`SourceError` after the frames
-decoded so far were delivered, so outputs stay valid up to the last good frame.
+decoded so far were delivered, so outputs stay valid up to the last good frame. ``pts`` is seconds of the
+file (from the stream's start), so labels written against a player's clock line up; ``start_s`` seeks.
 """
 
 from __future__ import annotations
@@ -99,7 +100,12 @@ class VideoSource(Source):
     def _decode(self) -> Iterator[tuple[np.ndarray, float]]:
         stream = self._container.streams.video[0]
         base = None
+        if stream.start_time is not None and stream.time_base is not None:
+            base = float(stream.start_time * stream.time_base)
         try:
+            if self.start_s > 1.0 and stream.time_base is not None:  # jump near the start, then decode forward
+                target = (base or 0.0) + self.start_s - 1.0
+                self._container.seek(int(target / stream.time_base), stream=stream, backward=True)
             for i, vf in enumerate(self._container.decode(stream)):
                 if vf.pts is not None and vf.time_base is not None:
                     pts = float(vf.pts * vf.time_base)
@@ -108,9 +114,9 @@ class VideoSource(Source):
                 if base is None:
                     base = pts
                 pts -= base
-                if pts < self.start_s:
+                if pts < self.start_s - 1e-6:
                     continue
-                if self.end_s is not None and pts > self.end_s:
+                if self.end_s is not None and pts > self.end_s + 1e-6:
                     return
                 yield _resize(vf.to_ndarray(format="rgb24"), self.max_width), pts
         except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -149,6 +155,26 @@ class VideoSource(Source):
             raise SourceError(
                 f"truncated video {self.path}: frames end at {last:.1f} s of the declared {self.duration_s:.1f} s"
             )
+
+    def iter_frames(self) -> Iterator[Frame]:
+        """The same frames, synchronously (offline tools and tests); opens the file if needed.
+
+        Raises:
+            SourceError: the file is missing, not a video, or corrupt.
+        """
+        if self._container is None:
+            self._open_blocking()
+        try:
+            for seq, (img, pts) in enumerate(self._decode()):
+                self.frames_decoded += 1
+                yield Frame(img, time.monotonic(), pts, seq, self.path)
+        finally:
+            self._close_blocking()
+
+    def _close_blocking(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
 
     async def close(self) -> None:
         if self._container is not None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agentkit.benchmarks.detector import iter_video_frames, replay_video
+from agentkit.benchmarks.detector import replay_video
 from agentkit.benchmarks.narration import load_labels
+from agentkit.envs.media.video import VideoSource
 from agentkit.policy import make_policy
 from agentkit.types import DecisionKind
 
@@ -60,12 +61,12 @@ def test_window_decoding_and_missing_file(tmp_path: Path) -> None:
     from agentkit.errors import SourceError
 
     video = _video("one-by-one-person-detection.mp4")
-    frames = list(iter_video_frames(video, start_s=50.0, end_s=51.0))
+    frames = list(VideoSource(str(video), start_s=50.0, end_s=51.0).iter_frames())
     assert frames[0].pts == pytest.approx(50.0, abs=0.051) and frames[-1].pts <= 51.0 + 1e-6
     assert frames[0].image.shape == (432, 768, 3)
     with pytest.raises(SourceError, match="not found"):
-        next(iter_video_frames(tmp_path / "none.mp4"))
+        next(VideoSource(str(tmp_path / "none.mp4")).iter_frames())
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 1000)
     with pytest.raises(SourceError):
-        next(iter_video_frames(broken))
+        next(VideoSource(str(broken)).iter_frames())

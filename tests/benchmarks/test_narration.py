@@ -140,7 +140,7 @@ def test_cli_eval_narration(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["eval", "narration", str(dec), "--labels", str(LABELS), "--json", str(out)])
     assert res.exit_code == 0, res.output
     assert "precision" in res.output and "missed" in res.output
-    figures = json.loads(out.read_text())
+    figures = json.loads(out.read_text())["overall"]
     assert figures["matched"] == 11 and figures["responses"] == 12 and figures["events"] == 12
     assert figures["recall"] == pytest.approx(11 / 12, abs=1e-4)
     assert figures["precision"] == pytest.approx(11 / 12, abs=1e-4)

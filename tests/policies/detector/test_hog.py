@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from agentkit.benchmarks.detector import iter_video_frames
+from agentkit.envs.media.video import VideoSource
 from agentkit.errors import PolicyError
 from agentkit.policies.detector import hog_numpy, hog_svm
 from agentkit.policies.detector.hog_numpy import NumpyHog, group_rectangles, window_descriptor
@@ -36,7 +36,7 @@ def frames() -> dict[float, np.ndarray]:
     wanted = (2.0, 7.0, 12.0, 19.0, 30.0, 100.0)
     out = {}
     for t in wanted:
-        f = next(iter_video_frames(_video(), t, t + 0.05))
+        f = next(VideoSource(str(_video()), start_s=t, end_s=t + 0.05).iter_frames())
         out[t] = _padded_gray(f.image)
     return out
 
