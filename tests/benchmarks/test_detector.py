@@ -70,3 +70,39 @@ def test_window_decoding_and_missing_file(tmp_path: Path) -> None:
     broken.write_bytes(b"\x00" * 1000)
     with pytest.raises(SourceError):
         next(VideoSource(str(broken)).iter_frames())
+
+
+def test_bench_detector_cli_writes_a_report_with_the_evaluation(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    import agentkit.apps.cli.detector  # noqa: F401  (registers the commands)
+    from agentkit.apps.cli.groups import app
+
+    video = _video("one-by-one-person-detection.mp4")
+    args = ["bench", "detector", str(video), "--labels", str(LABELS), "--start", "3", "--end", "23"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path), "--sheet", str(tmp_path / "s.png")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["benchmark"] == "detector" and report["command"] and "environment" in report
+    assert report["overall"]["recall"] == 1.0 and report["overall"]["precision"] == 1.0
+    assert [r["type"] for r in report["rows"]] == ["arrive", "leave"]
+    assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_bench_narrate_reports_offline_and_realtime_side_by_side(tiny_clip: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    import agentkit.apps.cli.narrate  # noqa: F401  (registers the commands)
+    from agentkit.apps.cli.groups import app
+
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(app, ["bench", "narrate", str(tiny_clip), "--out", str(tmp_path), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert [r["mode"] for r in report["rows"]] == ["offline", "realtime"]
+    assert report["rows"][0]["processed"] == report["rows"][0]["frames_in"]  # offline is lossless
+    assert report["overall"]["offline_real_time_factor"] > 0
