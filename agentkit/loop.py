@@ -268,8 +268,7 @@ class StreamLoop:
         decision.latency_ms = (time.monotonic() - frame.t) * 1e3
         m = self.metrics
         m.processed += 1
-        m.latency_ms.append(decision.latency_ms)
-        m.pts_of_latency.append(frame.pts)
+        m.add_latency(decision.latency_ms, frame.pts)
         if m.first_pts is None:
             m.first_pts = frame.pts
         m.last_pts = frame.pts
