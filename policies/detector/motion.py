@@ -98,11 +98,11 @@ class ForegroundModel:
             if np.count_nonzero(keep) < 50:
                 continue
             x, y = x[keep], y[keep]
-            a, b = np.polyfit(x, y, 1)
+            a, b = _fit_line(x, y)
             r = np.abs(y - (a * x + b))
             inl = r <= max(6.0, 2.0 * float(np.median(r)))
             if np.count_nonzero(inl) >= 50:
-                a, b = np.polyfit(x[inl], y[inl], 1)
+                a, b = _fit_line(x[inl], y[inl])
             gains[c], offsets[c] = min(max(a, 0.5), 2.0), min(max(b, -80.0), 80.0)
         if np.all(np.abs(gains - 1.0) < 0.03) and np.all(np.abs(offsets) < 3.0):
             return image
@@ -137,3 +137,15 @@ class ForegroundModel:
             covered += area
             blobs.append(Blob((x / w, y / h, (x + bw) / w, (y + bh) / h), area / total))
         return MotionResult(covered / total, tuple(blobs))
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``y = a * x + b``; an offset alone when ``x`` barely varies (a flat background).
+
+    A gain cannot be told from an offset on a one-colour background (a tiny or synthetic frame), and
+    ``np.polyfit`` then warns and returns an arbitrary slope.
+    """
+    if float(np.ptp(x)) < 8.0:
+        return 1.0, float(np.median(y - x))
+    a, b = np.polyfit(x, y, 1)
+    return float(a), float(b)

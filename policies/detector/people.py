@@ -7,10 +7,16 @@ the same detector runs from :mod:`.hog_numpy` (same descriptor to 1e-7, same det
 
 The image is padded above and below with a replicated border: the detector window expects ~16 px of margin around a
 96 px tall person, so without it a person who fills the frame height (a close camera) is never found.
+
+An image that is still smaller than the 64x128 window after padding (a 64x48 or 640x100 video: the work copy is
+too short) cannot hold a person at this scale, and OpenCV's ``detectMultiScale`` crashes the process on it
+(segmentation fault) or raises, depending on the size; :meth:`HogPeopleDetector.detect` therefore finds no one
+in such an image without calling the detector.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +25,10 @@ import numpy as np
 
 from agentkit.errors import PolicyError
 
+log = logging.getLogger(__name__)
+
 NormBox = tuple[float, float, float, float]
+WINDOW = (64, 128)  # width, height of the people detector's window (both backends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +132,31 @@ class HogPeopleDetector:
         self.stride = stride
         self.hit_threshold = hit_threshold
         self.min_score = min_score
+        self._warned_small: tuple[int, int] | None = None
+
+    def fits(self, width: int, height: int) -> bool:
+        """Whether a ``width`` x ``height`` image, once padded, holds at least one detector window."""
+        return width + 2 * self.border_x >= WINDOW[0] and height + 2 * self.border >= WINDOW[1]
 
     def detect(self, gray: np.ndarray) -> list[Detection]:
-        """People in ``gray`` (HxW uint8), as boxes normalized to ``gray``'s size."""
+        """People in ``gray`` (HxW uint8), as boxes normalized to ``gray``'s size.
+
+        An image smaller than the detector window (after padding) gives no detections: no one of the
+        detector's size fits in it, and OpenCV would crash or raise on it.
+        """
         h, w = gray.shape[:2]
+        if not self.fits(w, h):
+            if self._warned_small != (w, h):
+                self._warned_small = (w, h)
+                log.warning(
+                    "image %dx%d (+%d px border above/below) is smaller than the %dx%d people-detector "
+                    "window: no people will be detected (raise work_width or use a larger video)",
+                    w,
+                    h,
+                    self.border,
+                    *WINDOW,
+                )
+            return []
         b, bx = self.border, self.border_x
         padded = cv2.copyMakeBorder(gray, b, b, bx, bx, cv2.BORDER_REPLICATE) if (b or bx) else gray
         if self._hog is not None:
