@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from agentkit.policies.vlm.adapters import make_adapter
 from agentkit.policies.vlm.adapters.base import Chunk
+from agentkit.policies.vlm.architectures import get_arch
 from agentkit.policies.vlm.build import build_model
 from agentkit.policies.vlm.decode import DecodeConfig, decode
 from agentkit.policies.vlm.loading import Loaded, pick_device
@@ -165,7 +165,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None
     model, tok, proc = build_model(
         cfg.arch, cfg.size, cfg.seed, dtype=dt, device=dev, tokens_per_frame=cfg.tokens_per_frame
     )
-    loaded = Loaded(cfg.arch, make_adapter(cfg.arch, model, tok, proc), f"random:{cfg.arch}:{cfg.size}")
+    loaded = Loaded(cfg.arch, get_arch(cfg.arch).make_adapter(model, tok, proc), f"random:{cfg.arch}:{cfg.size}")
     side = _frame_side(cfg)
     rng = np.random.default_rng(cfg.seed)
     note = {"device": str(dev), "dtype": str(dt).replace("torch.", ""), "threads": torch.get_num_threads()}
@@ -319,12 +319,15 @@ def _long_run(
 
 
 def _frame_side(cfg: BenchConfig) -> int:
-    if cfg.arch in ("qwen2_vl", "qwen2_5_vl"):
-        side = round(cfg.tokens_per_frame**0.5)
-        if side * side != cfg.tokens_per_frame:
-            raise ValueError(f"--tokens-per-frame must be a square number, got {cfg.tokens_per_frame}")
-        return side * 28
-    return 128  # SmolVLM resizes to its own fixed image size; the token count comes from the config
+    """Side of the square random frames: sized to the token budget where the frame's size decides the token
+    count (Qwen), else any size (SmolVLM, LLaVA-OneVision resize to their own square; the config decides)."""
+    token_px = get_arch(cfg.arch).token_px
+    if token_px is None:
+        return 128
+    side = round(cfg.tokens_per_frame**0.5)
+    if side * side != cfg.tokens_per_frame:
+        raise ValueError(f"--tokens-per-frame must be a square number, got {cfg.tokens_per_frame}")
+    return side * token_px
 
 
 __all__ = ["BenchConfig", "Chunk", "run_bench"]

@@ -12,11 +12,12 @@ import typer
 
 from agentkit.apps.cli.common import fail, run_guarded
 from agentkit.apps.cli.groups import app, bench_app, verify_app
+from agentkit.policies.vlm.architectures import ARCH_NAMES
 
 vlm_app = typer.Typer(help="Streaming VLM engine utilities.", no_args_is_help=True)
 app.add_typer(vlm_app, name="vlm")
 
-_ARCHS = "qwen2_vl, qwen2_5_vl, smolvlm, idefics3, llava_onevision"
+_ARCHS = ", ".join(ARCH_NAMES)
 
 
 def _quiet_transformers() -> None:
@@ -37,9 +38,7 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 
 
 def _check_arch(arch: str) -> None:
-    from agentkit.policies.vlm.build import ARCHS
-
-    if arch not in ARCHS:
+    if arch not in ARCH_NAMES:
         fail(f"--arch must be one of {_ARCHS}, got {arch!r}")
 
 

@@ -7,50 +7,25 @@ state tokens), builds a model with random weights from a config, and ``save_pret
 tokenizer and image-processor config into one directory that :func:`agentkit.policies.vlm.loading.load`
 reads back with ``from_pretrained``.
 
+What differs per architecture family (special tokens, config dimensions, image-processor sizing) lives in
+one :class:`TinyBuilder` per family; the registry (:mod:`agentkit.policies.vlm.architectures`) names the
+builder of each architecture.
+
 Sizes: ``tiny`` (a few hundred thousand parameters, for tests), ``2b`` and ``7b`` (the real
 architectures' dimensions, random weights; speed does not depend on weight values).
 """
 
 from __future__ import annotations
 
+import abc
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-ARCHS = ("qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3", "llava_onevision")
+from agentkit.policies.vlm.architectures import ArchSpec, get_arch
+
 SIZES = ("tiny", "2b", "7b")
 STATE_TOKENS = ("<silence>", "<standby>", "<response>")
-
-_QWEN_SPECIALS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<tool_call>",
-    "</tool_call>",
-]
-_LLAVA_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>", "<tool_call>", "</tool_call>"]
-_SMOL_SPECIALS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<end_of_utterance>",
-    "<fake_token_around_image>",
-    "<global-img>",
-    "<image>",
-    "<tool_call>",
-    "</tool_call>",
-]
 
 _CORPUS = """\
 You are a helpful streaming assistant. Watch the video and answer when something relevant happens.
@@ -63,18 +38,11 @@ Should I respond now? Answer yes or no. yes no wait. The car stops at the light,
 """
 
 
-def _specials(arch: str, state_tokens: tuple[str, ...] = STATE_TOKENS) -> list[str]:
-    if arch == "llava_onevision":
-        return _LLAVA_SPECIALS + list(state_tokens)
-    base = _QWEN_SPECIALS if arch in ("qwen2_vl", "qwen2_5_vl") else _SMOL_SPECIALS
-    return base + list(state_tokens)
-
-
 def build_tokenizer(arch: str, vocab_size: int = 400, state_tokens: tuple[str, ...] = STATE_TOKENS) -> Any:
     """Train a byte-level BPE tokenizer on a small built-in corpus and wrap it for transformers.
 
     Args:
-        arch: one of :data:`ARCHS`; decides which special tokens are added.
+        arch: a registered architecture; its :class:`TinyBuilder` decides which special tokens are added.
         vocab_size: target BPE vocabulary size (specials included).
         state_tokens: the decision tokens to add (e.g. Streamo's ``</Silence>``...; empty for none, as in
             a stock instruct checkpoint).
@@ -85,7 +53,8 @@ def build_tokenizer(arch: str, vocab_size: int = 400, state_tokens: tuple[str, .
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = _specials(arch, tuple(state_tokens))
+    builder = get_arch(arch).tiny_builder()
+    specials = [*builder.specials, *state_tokens]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -96,12 +65,11 @@ def build_tokenizer(arch: str, vocab_size: int = 400, state_tokens: tuple[str, .
         show_progress=False,
     )
     tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
-    eos = "<|im_end|>" if arch in ("qwen2_vl", "qwen2_5_vl", "llava_onevision") else "<end_of_utterance>"
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token=eos,
+        eos_token=builder.eos,
         pad_token="<|endoftext|>",
-        additional_special_tokens=[s for s in specials if s not in (eos, "<|endoftext|>")],
+        additional_special_tokens=[s for s in specials if s not in (builder.eos, "<|endoftext|>")],
     )
 
 
@@ -178,19 +146,56 @@ def _qwen_vision(size: str, arch: str, out_hidden: int) -> dict[str, Any]:
     )
 
 
-def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | None = None) -> Any:
-    """The model config for ``arch`` at ``size``, with special-token ids taken from ``tokenizer``.
+class TinyBuilder(abc.ABC):
+    """How to build a random-weight checkpoint of one architecture family offline.
 
-    ``tokens_per_frame`` (SmolVLM/Idefics3 only) sets the vision image size so one frame yields that
-    many tokens (a square number times nothing else: ``(image_size / patch / scale) ** 2``).
+    Attributes:
+        specials: the special tokens the family's prompt format needs (the state tokens come after them).
+        eos: the token that ends an assistant turn.
     """
-    vocab = max(len(tokenizer), 1)
-    text: dict[str, Any]
-    vision: dict[str, Any]
-    if arch in ("qwen2_vl", "qwen2_5_vl"):
-        from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
 
-        text = _qwen_text(size, arch, vocab)
+    specials: ClassVar[tuple[str, ...]]
+    eos: ClassVar[str]
+
+    @abc.abstractmethod
+    def config(self, spec: ArchSpec, size: str, tokenizer: Any, tokens_per_frame: int | None) -> Any:
+        """The model config at ``size``, with special-token ids taken from ``tokenizer``."""
+
+    @abc.abstractmethod
+    def image_processor(self, spec: ArchSpec, config: Any, tokens_per_frame: int) -> Any:
+        """A torchvision-free image processor sized so a frame yields about ``tokens_per_frame`` tokens."""
+
+    def default_tokens_per_frame(self, size: str) -> int:
+        """Vision tokens per frame when none is asked for: 4 for ``tiny``, 64 for the real sizes."""
+        return 4 if size == "tiny" else 64
+
+
+class QwenBuilder(TinyBuilder):
+    """Qwen2-VL and Qwen2.5-VL: ChatML, M-RoPE sections, a pixel budget per frame."""
+
+    specials = (
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|vision_pad|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+        "<|box_start|>",
+        "<|box_end|>",
+        "<|quad_start|>",
+        "<|quad_end|>",
+        "<|object_ref_start|>",
+        "<|object_ref_end|>",
+        "<tool_call>",
+        "</tool_call>",
+    )
+    eos = "<|im_end|>"
+
+    def config(self, spec: ArchSpec, size: str, tokenizer: Any, tokens_per_frame: int | None) -> Any:
+        vocab = max(len(tokenizer), 1)
+        text = _qwen_text(size, spec.name, vocab)
         text["vocab_size"] = max(text["vocab_size"], vocab)
         ids = {
             n: tokenizer.convert_tokens_to_ids(t)
@@ -205,17 +210,42 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
             bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
             eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         )
-        cls = Qwen2VLConfig if arch == "qwen2_vl" else Qwen2_5_VLConfig
-        return cls(
+        return spec.load_model_class().config_class(
             text_config=text,
-            vision_config=_qwen_vision(size, arch, text["hidden_size"]),
+            vision_config=_qwen_vision(size, spec.name, text["hidden_size"]),
             tie_word_embeddings=size == "2b",  # Qwen2-VL-2B and Qwen2.5-VL-3B tie them
             **ids,
         )
-    if arch in ("smolvlm", "idefics3"):
-        from transformers import Idefics3Config, SmolVLMConfig
 
-        cfg_cls: Any = SmolVLMConfig if arch == "smolvlm" else Idefics3Config
+    def image_processor(self, spec: ArchSpec, config: Any, tokens_per_frame: int) -> Any:
+        if spec.token_px is None:
+            raise ValueError(f"{spec.name}: a pixel-budget architecture needs ArchSpec.token_px")
+        pixels = tokens_per_frame * spec.token_px**2
+        return spec.load_image_processor_class()(min_pixels=pixels, max_pixels=pixels)
+
+
+class Idefics3Builder(TinyBuilder):
+    """SmolVLM and Idefics3: a Llama text model, a SigLIP tower, pixel shuffle by ``scale_factor``."""
+
+    specials = (
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<end_of_utterance>",
+        "<fake_token_around_image>",
+        "<global-img>",
+        "<image>",
+        "<tool_call>",
+        "</tool_call>",
+    )
+    eos = "<end_of_utterance>"
+
+    def config(self, spec: ArchSpec, size: str, tokenizer: Any, tokens_per_frame: int | None) -> Any:
+        """``tokens_per_frame`` sets the vision image size so one frame yields that many tokens (a square
+        number: ``(image_size / patch / scale) ** 2``)."""
+        vocab = max(len(tokenizer), 1)
+        text: dict[str, Any]
+        vision: dict[str, Any]
         if size == "tiny":
             text = dict(
                 vocab_size=vocab,
@@ -260,7 +290,7 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
         if tokens_per_frame:
             side = round(tokens_per_frame**0.5)
             if side * side != tokens_per_frame:
-                raise ValueError(f"tokens_per_frame must be a square number for {arch}, got {tokens_per_frame}")
+                raise ValueError(f"tokens_per_frame must be a square number for {spec.name}, got {tokens_per_frame}")
             vision["image_size"] = side * scale * vision["patch_size"]
         text["model_type"] = "llama"
         text.update(
@@ -268,15 +298,34 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
             eos_token_id=tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
             pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         )
-        return cfg_cls(
+        return spec.load_model_class().config_class(
             text_config=text,
             vision_config=vision,
             scale_factor=scale,
             image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         )
-    if arch == "llava_onevision":
-        from transformers import LlavaOnevisionConfig
 
+    def image_processor(self, spec: ArchSpec, config: Any, tokens_per_frame: int) -> Any:
+        side = int(config.vision_config.image_size)  # the config already fixes the tokens per frame
+        return spec.load_image_processor_class()(
+            do_image_splitting=False,
+            size={"longest_edge": side},
+            max_image_size={"longest_edge": side},
+        )
+
+
+class LlavaOnevisionBuilder(TinyBuilder):
+    """LLaVA-OneVision: a Qwen2 text model, a SigLIP tower; a frame is a pooled one-frame video."""
+
+    specials = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>", "<tool_call>", "</tool_call>")
+    eos = "<|im_end|>"
+
+    def config(self, spec: ArchSpec, size: str, tokenizer: Any, tokens_per_frame: int | None) -> Any:
+        """``tokens_per_frame`` sets the vision image size: ``tokens_per_frame - 1`` (the pooled grid, without
+        the newline embedding) must be a square number."""
+        vocab = max(len(tokenizer), 1)
+        text: dict[str, Any]
+        vision: dict[str, Any]
         if size == "tiny":
             text = dict(
                 model_type="qwen2",
@@ -324,9 +373,11 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
         if tokens_per_frame:
             side = round((tokens_per_frame - 1) ** 0.5)
             if side * side != tokens_per_frame - 1:
-                raise ValueError(f"tokens_per_frame - 1 must be a square number for {arch}, got {tokens_per_frame}")
+                raise ValueError(
+                    f"tokens_per_frame - 1 must be a square number for {spec.name}, got {tokens_per_frame}"
+                )
             vision["image_size"] = 2 * side * vision["patch_size"]
-        return LlavaOnevisionConfig(
+        return spec.load_model_class().config_class(
             text_config=text,
             vision_config=vision,
             image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
@@ -335,47 +386,29 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
             tie_word_embeddings=size == "2b",  # LLaVA-OneVision-Qwen2-0.5B ties them
             image_grid_pinpoints=[[vision["image_size"], vision["image_size"]]],
         )
-    raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+
+    def image_processor(self, spec: ArchSpec, config: Any, tokens_per_frame: int) -> Any:
+        side = int(config.vision_config.image_size)
+        return spec.load_image_processor_class()(size={"height": side, "width": side})
+
+    def default_tokens_per_frame(self, size: str) -> int:
+        return super().default_tokens_per_frame(size) + 1  # pooled square + one newline embedding
 
 
-def model_class(arch: str) -> Any:
-    """The ``*ForConditionalGeneration`` class of ``arch``."""
-    import transformers
+def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | None = None) -> Any:
+    """The model config for ``arch`` at ``size``, with special-token ids taken from ``tokenizer``.
 
-    names = {
-        "qwen2_vl": "Qwen2VLForConditionalGeneration",
-        "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
-        "smolvlm": "SmolVLMForConditionalGeneration",
-        "idefics3": "Idefics3ForConditionalGeneration",
-        "llava_onevision": "LlavaOnevisionForConditionalGeneration",
-    }
-    if arch not in names:
-        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    return getattr(transformers, names[arch])
+    ``tokens_per_frame`` (SmolVLM/Idefics3/LLaVA-OneVision) sizes the vision input so one frame yields that
+    many tokens; see each :class:`TinyBuilder`.
+    """
+    spec = get_arch(arch)
+    return spec.tiny_builder().config(spec, size, tokenizer, tokens_per_frame)
 
 
 def build_image_processor(arch: str, config: Any, tokens_per_frame: int = 4) -> Any:
     """A torchvision-free image processor sized so a frame yields about ``tokens_per_frame`` tokens."""
-    if arch in ("qwen2_vl", "qwen2_5_vl"):
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-        pixels = tokens_per_frame * 28 * 28
-        return Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
-    if arch == "llava_onevision":
-        from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
-            LlavaOnevisionImageProcessorPil,
-        )
-
-        side = int(config.vision_config.image_size)
-        return LlavaOnevisionImageProcessorPil(size={"height": side, "width": side})
-    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
-
-    side = int(config.vision_config.image_size)
-    return SmolVLMImageProcessorPil(
-        do_image_splitting=False,
-        size={"longest_edge": side},
-        max_image_size={"longest_edge": side},
-    )
+    spec = get_arch(arch)
+    return spec.tiny_builder().image_processor(spec, config, tokens_per_frame)
 
 
 def build_model(
@@ -389,21 +422,21 @@ def build_model(
 ) -> tuple:
     """Build ``(model, tokenizer, image_processor)`` in memory with random weights (no disk round trip).
 
-    ``tokens_per_frame`` defaults to 4 for ``tiny`` and 64 for the real sizes; ``state_tokens`` as in
-    :func:`build_tokenizer`.
+    ``tokens_per_frame`` defaults to 4 for ``tiny`` and 64 for the real sizes (plus the newline embedding for
+    LLaVA-OneVision); ``state_tokens`` as in :func:`build_tokenizer`.
     """
     import torch
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
     tokenizer = build_tokenizer(arch, state_tokens=tuple(state_tokens))
-    tpf = tokens_per_frame or (4 if size == "tiny" else 64)
-    if arch == "llava_onevision" and not tokens_per_frame:
-        tpf += 1  # pooled square + one newline embedding
-    config = build_config(arch, size, tokenizer, tpf)
+    spec = get_arch(arch)
+    builder = spec.tiny_builder()
+    tpf = tokens_per_frame or builder.default_tokens_per_frame(size)
+    config = builder.config(spec, size, tokenizer, tpf)
     torch.manual_seed(seed)
     dtype = dtype or torch.float32
-    cls = model_class(arch)
+    cls = spec.load_model_class()
     prev = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -412,7 +445,7 @@ def build_model(
     finally:
         torch.set_default_dtype(prev)
     model.eval()
-    return model, tokenizer, build_image_processor(arch, config, tpf)
+    return model, tokenizer, builder.image_processor(spec, config, tpf)
 
 
 def build_tiny(
@@ -426,7 +459,7 @@ def build_tiny(
     """Build a random-weight checkpoint of ``arch`` and save it under ``out_dir``.
 
     Args:
-        arch: one of :data:`ARCHS`.
+        arch: one of :data:`~agentkit.policies.vlm.architectures.ARCH_NAMES`.
         out_dir: directory to write (created).
         size: ``tiny`` for tests; ``2b``/``7b`` for the real dimensions (gigabytes on disk).
         seed: torch seed for the random weights.

@@ -1,8 +1,10 @@
 """Load a checkpoint (local folder or hub id) into model + tokenizer + image processor + adapter.
 
 A real checkpoint and a tiny one built by :mod:`agentkit.policies.vlm.build` take the same path:
-``from_pretrained``. The image processor is always the torchvision-free ``*ImageProcessorPil`` class
-(the HF fast processors need torchvision, whose PyPI wheels do not import beside a CPU torch).
+``from_pretrained``. The architecture comes from the checkpoint's ``model_type`` through the registry
+(:mod:`agentkit.policies.vlm.architectures`), which names the model class, the adapter and the image
+processor: always the torchvision-free ``*ImageProcessorPil`` class (the HF fast processors need
+torchvision, whose PyPI wheels do not import beside a CPU torch).
 Device and dtype: CUDA with bf16 (fp16 where bf16 is unsupported) when present, else CPU fp32.
 """
 
@@ -14,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import PolicyError
-from agentkit.policies.vlm.adapters import SUPPORTED_ARCHS, Adapter, arch_of, make_adapter
+from agentkit.policies.vlm.adapters import Adapter
+from agentkit.policies.vlm.architectures import ARCH_NAMES, arch_of
 
 
 @dataclass
@@ -43,21 +46,6 @@ def pick_device(device: str | None = None, dtype: str | None = None) -> tuple[An
     return dev, dt
 
 
-def _pil_image_processor(arch: str, path: str) -> Any:
-    cls: Any
-    if arch in ("qwen2_vl", "qwen2_5_vl"):
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil as cls
-    elif arch == "llava_onevision":
-        from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
-            LlavaOnevisionImageProcessorPil as cls,
-        )
-    elif arch == "smolvlm":
-        from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil as cls
-    else:
-        from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil as cls
-    return cls.from_pretrained(path)
-
-
 def load(
     model: str,
     device: str | None = None,
@@ -71,15 +59,14 @@ def load(
         model: local directory with ``config.json``, or a hub id such as ``Qwen/Qwen2.5-VL-3B-Instruct``.
         device: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when available.
         dtype: ``float32``/``bfloat16``/``float16``; default: bf16 on CUDA, fp32 on CPU.
-        max_pixels: Qwen only: cap the pixels of a frame (fewer vision tokens per frame).
+        max_pixels: cap the pixels of a frame (fewer vision tokens per frame); only for architectures whose
+            token count follows the frame's size (Qwen: ``ArchSpec.token_px``).
         attn_implementation: passed to ``from_pretrained`` (default: the library's choice, SDPA).
 
     Raises:
         PolicyError: the checkpoint is missing, unreachable or of an unsupported architecture.
     """
     from transformers import AutoConfig, AutoTokenizer
-
-    from agentkit.policies.vlm.build import model_class
 
     local = Path(model).expanduser()
     if local.exists():
@@ -97,24 +84,23 @@ def load(
         config = AutoConfig.from_pretrained(src)
     except (OSError, ValueError) as e:
         raise PolicyError(f"cannot load the config of {model!r}: {str(e).splitlines()[0]}") from e
-    arch = arch_of(config)
-    if arch not in SUPPORTED_ARCHS:
+    spec = arch_of(config)
+    if spec is None:
         raise PolicyError(
-            f"model type {getattr(config, 'model_type', '?')!r} is not supported; "
-            f"supported: {', '.join(SUPPORTED_ARCHS)}"
+            f"model type {getattr(config, 'model_type', '?')!r} is not supported; supported: {', '.join(ARCH_NAMES)}"
         )
     dev, dt = pick_device(device, dtype)
     kw: dict[str, Any] = {"dtype": dt}
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
     try:
-        net = model_class(arch).from_pretrained(src, **kw).to(dev).eval()
+        net = spec.load_model_class().from_pretrained(src, **kw).to(dev).eval()
         tokenizer = AutoTokenizer.from_pretrained(src)
-        processor = _pil_image_processor(arch, src)
+        processor = spec.load_image_processor_class().from_pretrained(src)
     except (OSError, ValueError) as e:
         raise PolicyError(f"cannot load {model!r}: {str(e).splitlines()[0]}") from e
-    if max_pixels and arch in ("qwen2_vl", "qwen2_5_vl"):
+    if max_pixels and spec.token_px is not None:  # a pixel budget per frame (Qwen)
         size = dict(getattr(processor, "size", None) or {})
         lo = min(int(size.get("shortest_edge", 56 * 56)), int(max_pixels))
         processor.size = {"shortest_edge": lo, "longest_edge": int(max_pixels)}
-    return Loaded(arch, make_adapter(arch, net, tokenizer, processor), src)
+    return Loaded(spec.name, spec.make_adapter(net, tokenizer, processor), src)

@@ -237,11 +237,12 @@ def test_vlm_snapshot_restore_replays_identically(ckpt) -> None:
 )
 def test_vlm_bench_sizes_have_the_real_dimensions(arch: str, size: str, published_b: float) -> None:
     """The 2b/7b bench models (random weights) have the published parameter counts (built on meta)."""
-    from agentkit.policies.vlm.build import build_config, build_tokenizer, model_class
+    from agentkit.policies.vlm.architectures import get_arch
+    from agentkit.policies.vlm.build import build_config, build_tokenizer
 
     cfg = build_config(arch, size, build_tokenizer(arch), 64)
     with torch.device("meta"):
-        model = model_class(arch)(cfg)
+        model = get_arch(arch).load_model_class()(cfg)
     n = sum(p.numel() for p in model.parameters()) / 1e9
     assert abs(n - published_b) / published_b < 0.03, n
 
