@@ -1,11 +1,12 @@
 """One stream's device-resident KV cache: append chunks at explicit positions, probe, crop, evict.
 
 The session is the engine's core. Every frame costs only its own tokens: a chunk is appended to a
-``DynamicCache`` that stays on the model's device, with RoPE positions the adapter computes from the
-stream's own position counter (never from the cache length, which eviction shrinks). Eviction keeps a
-*sink* (the system prompt and instruction, plus pinned user questions) and a window of the most recent
-segments, by slicing every layer's keys and values; kept tokens keep their original positions, so the
-result equals a full forward of the transcript under an attention mask that hides what was evicted.
+:class:`~agentkit.policies.vlm.cache.StreamingCache` (a ``DynamicCache``) that stays on the model's device,
+with RoPE positions the adapter computes from the stream's own position counter (never from the cache
+length, which eviction shrinks). Eviction keeps a *sink* (the system prompt and instruction, plus pinned
+user questions) and a window of the most recent segments, by having the cache keep only those tokens in
+every layer; kept tokens keep their original positions, so the result equals a full forward of the
+transcript under an attention mask that hides what was evicted.
 
 With ``record=True`` the session keeps a trace (chunks, positions, which original tokens each chunk could
 see, and all logits), which :mod:`agentkit.policies.vlm.reference` replays as one full forward.
@@ -96,10 +97,10 @@ class StreamSession:
     # -- state ----------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Start a new stream: empty cache, position 0, per-stream model state cleared."""
-        from transformers import DynamicCache
+        from agentkit.policies.vlm.cache import StreamingCache
 
         self.adapter.reset_state()
-        self.cache = DynamicCache()
+        self.cache = StreamingCache()
         self.next_pos = 0  # RoPE position of the next appended token
         self.n_total = 0  # transcript length (original index of the next token)
         self.slot_orig: list[int] = []  # original index of each cache slot
@@ -177,7 +178,8 @@ class StreamSession:
         seg = self._seg_counter
         logits = self.append(parts, segment=seg)
         n = len(self) - n_before
-        self.cache.crop(-n) if n else None
+        if n:
+            self.cache.crop(-n)
         del self.slot_orig[n_before:], self.slot_seg[n_before:]
         self.segments[seg].n_tokens -= n
         self.next_pos, self.n_total = pos_before, total_before
@@ -214,7 +216,7 @@ class StreamSession:
             return 0
         keep = [i for i, sg in enumerate(self.slot_seg) if sg not in drop]
         n_drop = len(self.slot_seg) - len(keep)
-        self._slice_cache(keep)
+        self.cache.select(keep)
         self.slot_orig = [self.slot_orig[i] for i in keep]
         self.slot_seg = [self.slot_seg[i] for i in keep]
         for sid in drop:
@@ -223,28 +225,13 @@ class StreamSession:
         self.stats.evictions += 1
         return n_drop
 
-    def _slice_cache(self, keep: list[int]) -> None:
-        import torch
-
-        idx = None
-        layers: list[Any] = list(self.cache.layers)
-        for layer in layers:
-            if not getattr(layer, "is_initialized", True) or layer.keys is None:
-                continue
-            if idx is None or idx.device != layer.keys.device:
-                idx = torch.tensor(keep, dtype=torch.long, device=layer.keys.device)
-            layer.keys = layer.keys.index_select(-2, idx)
-            layer.values = layer.values.index_select(-2, idx)
-
     # -- snapshots ------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """A copy of the stream state (cache tensors cloned) that :meth:`restore` can return to."""
         import copy
 
-        layers: list[Any] = list(self.cache.layers)
-        kv = [(ly.keys.clone(), ly.values.clone()) if getattr(ly, "keys", None) is not None else None for ly in layers]
         return {
-            "kv": kv,
+            "kv": self.cache.snapshot(),
             "next_pos": self.next_pos,
             "n_total": self.n_total,
             "slot_orig": list(self.slot_orig),
@@ -255,12 +242,9 @@ class StreamSession:
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Return to a :meth:`snapshot` (the trace is not restored)."""
-        layers: list[Any] = list(self.cache.layers)
-        for layer, kv in zip(layers, snap["kv"], strict=True):
-            if kv is not None:
-                layer.keys, layer.values = kv[0].clone(), kv[1].clone()
         import copy
 
+        self.cache.restore(snap["kv"])
         self.next_pos, self.n_total = snap["next_pos"], snap["n_total"]
         self.slot_orig, self.slot_seg = list(snap["slot_orig"]), list(snap["slot_seg"])
         self.segments = copy.deepcopy(snap["segments"])
@@ -269,10 +253,4 @@ class StreamSession:
     # -- introspection --------------------------------------------------------------------------------
     def cache_bytes(self) -> int:
         """Bytes held by the cache's key/value tensors."""
-        total = 0
-        layers: list[Any] = list(self.cache.layers)
-        for layer in layers:
-            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-                if t is not None:
-                    total += t.numel() * t.element_size()
-        return total
+        return self.cache.nbytes
