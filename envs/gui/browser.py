@@ -6,14 +6,24 @@ stream loop) needs the same four things from a browser, done once and carefully:
 * **Frames** from a CDP screencast (``Page.startScreencast``; every frame is acknowledged with
   ``Page.screencastFrameAck`` or Chromium stops sending), plus periodic screenshots because a static page
   sends no screencast frames at all. Frames become :class:`agentkit.types.Frame` (RGB uint8).
-* **A URL allowlist** enforced by request interception (``page.route("**/*")``): task pages under the
-  allowed ``file://`` roots and the configured hosts pass; anything else is aborted and appended to
-  :attr:`BrowserSession.blocked`, so a run reports what the page tried to reach.
-* **Crash recovery**: a crashed page or a dead browser is detected and restarted by :meth:`ensure_alive`.
+* **A URL allowlist**, in three layers (see ``docs/browser.md``): request interception on the whole
+  browser context (``context.route("**/*")``, so popups, iframes and workers are covered, not only the
+  first page), WebSocket interception (``context.route_web_socket``), and a browser-wide DNS backstop
+  (``--host-resolver-rules``: every host off the list resolves to nothing, so what interception cannot
+  see - a WebSocket opened by a worker, a ``preconnect`` - cannot connect either). Task pages under the
+  allowed ``file://`` roots and the configured hosts pass; every other attempt that is seen (request,
+  popup, WebSocket) is aborted and appended to :attr:`BrowserSession.blocked`. Popups and new tabs are
+  closed as soon as they open (the agent acts on one page) and listed in :attr:`BrowserSession.popups`.
+* **Recovery**: a crashed page, a dead browser, or a page whose script hangs (a screenshot that times
+  out) is detected and restarted by :meth:`BrowserSession.ensure_alive`; each is recorded in
+  :attr:`BrowserSession.errors`. Navigation waits for ``DOMContentLoaded`` plus a bounded settle for
+  ``load``, so one stalled image does not fail a page that rendered.
 * **Input** through :class:`PlaywrightBackend`, the GUI tools' backend for a page (CSS pixels).
 
 Playwright cannot download its own browser on these machines: we launch ``/usr/bin/chromium`` through
-``executable_path`` with the flags below.
+``executable_path`` with the flags below. Chromium keeps its sandbox where the machine allows it
+(``sandbox: auto``): as root it cannot, and runs with ``--no-sandbox``; :attr:`BrowserSession.sandboxed`
+says which mode ran.
 """
 
 from __future__ import annotations
@@ -21,23 +31,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
+import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentkit.errors import SourceError, ToolError
 from agentkit.sources import Source
 from agentkit.types import Frame
 
-CHROMIUM_ARGS = [
+log = logging.getLogger(__name__)
+
+CHROMIUM_ARGS = [  # always; the sandbox flag and the DNS backstop are added per launch
     "--headless",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -59,7 +73,16 @@ class BrowserConfig(BaseModel):
         allow_file_roots: Directories whose ``file://`` URLs may load (task pages and their assets).
         screencast: Stream CDP screencast frames.
         screenshot_interval_s: Period of the fallback screenshots (a static page sends no screencast).
-        nav_timeout_s: Navigation timeout; a page that hangs longer is reported, not waited on forever.
+        nav_timeout_s: How long navigation may take to reach ``DOMContentLoaded``; longer is an error.
+        load_settle_s: After ``DOMContentLoaded``, how long to wait for ``load`` (images, iframes) at most;
+            a subresource that never arrives costs this much, not the run.
+        screenshot_timeout_s: A screenshot slower than this means the page is unresponsive (a script in an
+            endless loop): the page is marked hung and restarted by :meth:`BrowserSession.ensure_alive`.
+        max_restarts: Page restarts in a row without a frame in between before :class:`BrowserSource`
+            gives up (a page that hangs every time it loads).
+        sandbox: ``auto`` keeps Chromium's sandbox unless running as root (Chromium refuses to sandbox
+            as root) or the sandbox fails to start (then ``--no-sandbox`` with a logged warning);
+            ``on`` requires it (launch fails otherwise); ``off`` always passes ``--no-sandbox``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -74,6 +97,65 @@ class BrowserConfig(BaseModel):
     screencast: bool = True
     screenshot_interval_s: float = Field(0.5, gt=0)
     nav_timeout_s: float = Field(15.0, gt=0)
+    load_settle_s: float = Field(2.0, ge=0)
+    screenshot_timeout_s: float = Field(5.0, gt=0)
+    max_restarts: int = Field(5, ge=0)
+    sandbox: Literal["auto", "on", "off"] = "auto"
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _hosts_are_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not _HOST_RE.fullmatch(host):
+                raise ValueError(
+                    f"allow_hosts entry {host!r} is not a host name or address (e.g. 127.0.0.1, example.org, "
+                    "or .example.org for subdomains; no scheme, port or path)"
+                )
+        return hosts
+
+
+_HOST_RE = re.compile(r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*")
+
+
+def host_resolver_rules(allow_hosts: list[str]) -> str:
+    """Chromium ``--host-resolver-rules`` that resolve every host off ``allow_hosts`` to nothing.
+
+    The DNS backstop of the allowlist: it also stops connections that request interception never sees
+    (a WebSocket opened by a worker, ``<link rel=preconnect>``). IP literals are matched too.
+
+    Example:
+        >>> host_resolver_rules(["127.0.0.1", ".example.org"])
+        'MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE *.example.org, EXCLUDE example.org'
+    """
+    rules = ["MAP * ~NOTFOUND"]
+    for host in allow_hosts:
+        host = host.lower()
+        if host.startswith("."):
+            rules += [f"EXCLUDE *{host}", f"EXCLUDE {host[1:]}"]
+        elif ":" in host and not host.startswith("["):
+            rules.append(f"EXCLUDE [{host}]")
+        else:
+            rules.append(f"EXCLUDE {host}")
+    return ", ".join(rules)
+
+
+def sandbox_plan(mode: str, euid: int | None = None) -> tuple[bool, str]:
+    """Whether to try Chromium's sandbox, and why, for ``BrowserConfig.sandbox`` = ``mode``.
+
+    Raises:
+        SourceError: ``mode="on"`` as root, where Chromium cannot sandbox.
+    """
+    euid = os.geteuid() if euid is None else euid
+    if mode == "off":
+        return False, "sandbox off (sandbox: off in the browser config)"
+    if euid == 0:
+        if mode == "on":
+            raise SourceError(
+                "sandbox: on, but this process runs as root and Chromium cannot sandbox as root; "
+                "run as a normal user or set sandbox: auto/off"
+            )
+        return False, "sandbox off: running as root (Chromium refuses its sandbox as root)"
+    return True, "sandboxed"
 
 
 def url_allowed(url: str, allow_hosts: list[str], allow_file_roots: list[str]) -> bool:
@@ -105,7 +187,15 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 class BrowserSession:
-    """One Chromium page with frames, an allowlist and crash recovery.
+    """One Chromium page with frames, an allowlist and recovery from crashes and hangs.
+
+    Attributes:
+        blocked: Every URL the allowlist stopped, in order (requests, popups, WebSockets, navigations).
+        popups: URLs of popups / new tabs the page opened (each closed at once; the agent has one page).
+        errors: What went wrong with the page itself (hangs, restarts, failed navigations), one line each.
+        sandboxed: Whether Chromium runs with its sandbox (``None`` before :meth:`start`);
+            ``sandbox_note`` says why.
+        crashes / hangs / restarts: Counts of crashed pages, unresponsive pages, and page restarts.
 
     Example:
         >>> async with BrowserSession(BrowserConfig(allow_hosts=["127.0.0.1"])) as b:  # doctest: +SKIP
@@ -117,8 +207,13 @@ class BrowserSession:
         self.config = config or BrowserConfig()
         self.name = name
         self.blocked: list[str] = []
+        self.popups: list[str] = []
+        self.errors: list[str] = []
         self.crashes = 0
+        self.hangs = 0
         self.restarts = 0
+        self.sandboxed: bool | None = None
+        self.sandbox_note = ""
         self.url: str | None = None
         self._pw: Any = None
         self._browser: Any = None
@@ -126,14 +221,16 @@ class BrowserSession:
         self.page: Any = None
         self._cdp: Any = None
         self._crashed = False
+        self._hung = False
         self._seq = 0
         self._t0 = time.monotonic()
         self._latest: Frame | None = None
         self._new_frame = asyncio.Event()
         self._shot_task: asyncio.Task[None] | None = None
+        self._restart_lock = asyncio.Lock()
         self.screencast_frames = 0
         self.screenshot_frames = 0
-        self._acks: set[asyncio.Future[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> BrowserSession:
@@ -149,26 +246,51 @@ class BrowserSession:
 
         if not Path(self.config.executable).exists():  # noqa: ASYNC240 - one stat() at start-up
             raise SourceError(f"chromium not found at {self.config.executable} (apt-get install chromium)")
+        try_sandbox, self.sandbox_note = sandbox_plan(self.config.sandbox)
         if self._pw is None:
             self._pw = await async_playwright().start()
-        try:
-            self._browser = await self._pw.chromium.launch(
-                executable_path=self.config.executable, headless=self.config.headless, args=CHROMIUM_ARGS
+        if try_sandbox:
+            try:
+                self._browser = await self._launch(sandbox=True)
+                self.sandboxed = True
+            except SourceError as e:
+                if self.config.sandbox == "on":
+                    raise SourceError(f"{e} (with the sandbox; sandbox: on)") from None
+                self.sandbox_note = f"sandbox off: Chromium failed to start with it ({e})"
+                log.warning("%s; running with --no-sandbox", self.sandbox_note)
+        if self._browser is None:
+            self._browser = await self._launch(sandbox=False)
+            self.sandboxed = False
+        await self._new_page()
+
+    async def _launch(self, sandbox: bool | None = None) -> Any:
+        sandbox = bool(self.sandboxed) if sandbox is None else sandbox
+        args = [*CHROMIUM_ARGS, f"--host-resolver-rules={host_resolver_rules(self.config.allow_hosts)}"]
+        try:  # chromium_sandbox=False makes Playwright pass --no-sandbox
+            return await self._pw.chromium.launch(
+                executable_path=self.config.executable,
+                headless=self.config.headless,
+                args=args,
+                chromium_sandbox=sandbox,
             )
         except Exception as e:
             raise SourceError(f"chromium failed to start: {str(e).splitlines()[0]}") from None
-        await self._new_page()
 
     async def _new_page(self) -> None:
         cfg = self.config
+        # Service workers are blocked: their requests would bypass the page's routing.
         self._context = await self._browser.new_context(
-            viewport={"width": cfg.width, "height": cfg.height}, device_scale_factor=cfg.scale
+            viewport={"width": cfg.width, "height": cfg.height}, device_scale_factor=cfg.scale, service_workers="block"
         )
+        # Routes on the context, not the page: popups, new tabs and workers are covered too.
+        await self._context.route("**/*", self._route)
+        await self._context.route_web_socket(lambda _url: True, self._route_web_socket)
         self.page = await self._context.new_page()
+        self._context.on("page", self._on_new_page)  # after new_page: only pages the page itself opens
         self.page.set_default_timeout(cfg.nav_timeout_s * 1000)
-        self._crashed = False
+        self._crashed = self._hung = False
         self.page.on("crash", self._on_crash)
-        await self.page.route("**/*", self._route)
+        self.page.on("websocket", self._on_websocket)
         if cfg.screencast:
             self._cdp = await self._context.new_cdp_session(self.page)
             self._cdp.on("Page.screencastFrame", self._on_screencast)
@@ -185,25 +307,58 @@ class BrowserSession:
         if self._shot_task is None or self._shot_task.done():
             self._shot_task = asyncio.create_task(self._periodic_screenshots())
 
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)  # keep a reference until done, or the task may be collected
+        task.add_done_callback(self._tasks.discard)
+
     def _on_crash(self, _page: Any) -> None:
         self._crashed = True
         self.crashes += 1
+        self.errors.append("page crashed; it will be restarted")
+
+    def _allowed(self, url: str) -> bool:
+        return url_allowed(url, self.config.allow_hosts, self.config.allow_file_roots)
 
     async def _route(self, route: Any) -> None:
         url = route.request.url
-        if url_allowed(url, self.config.allow_hosts, self.config.allow_file_roots):
+        if self._allowed(url):
             await route.continue_()
         else:
             self.blocked.append(url)
             await route.abort("blockedbyclient")
 
+    async def _route_web_socket(self, ws: Any) -> None:
+        if self._allowed(ws.url):
+            ws.connect_to_server()
+        else:
+            self.blocked.append(ws.url)
+            await ws.close(code=1008, reason="blocked by the allowlist")
+
+    def _on_websocket(self, ws: Any) -> None:
+        # A WebSocket that ``route_web_socket`` did not see (opened by a worker): the DNS backstop keeps
+        # it from connecting; here it is reported.
+        if not self._allowed(ws.url):
+            self.blocked.append(ws.url)
+
+    def _on_new_page(self, page: Any) -> None:
+        if page is self.page:
+            return
+        # A popup / new tab. Its first request went through the context's route already (an off-list URL
+        # is in ``blocked`` and was never fetched); the agent acts on one page, so it is closed.
+        self.popups.append(page.url)
+        self._background(self._close_page(page))
+
+    @staticmethod
+    async def _close_page(page: Any) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(page.close(), 5.0)
+
     def _on_screencast(self, params: dict[str, Any]) -> None:
         # Ack first: Chromium sends the next frame only after the previous one is acknowledged.
         cdp = self._cdp
         if cdp is not None:
-            task = asyncio.ensure_future(self._ack(cdp, params["sessionId"]))
-            self._acks.add(task)
-            task.add_done_callback(self._acks.discard)
+            self._background(self._ack(cdp, params["sessionId"]))
         try:
             image = decode_image(base64.b64decode(params["data"]))
         except SourceError:
@@ -222,6 +377,8 @@ class BrowserSession:
             latest = self._latest
             if latest is not None and time.monotonic() - latest.t < self.config.screenshot_interval_s:
                 continue  # the screencast is live; no need for a screenshot
+            if not self.alive:
+                continue  # a hung or crashed page waits for ensure_alive()
             with contextlib.suppress(Exception):
                 await self.screenshot(kind="screenshot")
 
@@ -234,20 +391,19 @@ class BrowserSession:
         return frame
 
     async def close(self) -> None:
-        """Stop the screenshot task and the browser (idempotent)."""
+        """Stop the screenshot task and the browser (idempotent; bounded even when the page hangs)."""
         if self._shot_task is not None:
             self._shot_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._shot_task
             self._shot_task = None
-        for obj in (self._browser,):
-            if obj is not None:
-                with contextlib.suppress(Exception):
-                    await obj.close()
+        if self._browser is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._browser.close(), 15.0)
         self._browser = self._context = self.page = self._cdp = None
         if self._pw is not None:
             with contextlib.suppress(Exception):
-                await self._pw.stop()
+                await self._pw.stop()  # also ends a browser that did not close
             self._pw = None
 
     # ----------------------------------------------------------------- health
@@ -259,40 +415,69 @@ class BrowserSession:
             and self.page is not None
             and not self.page.is_closed()
             and not self._crashed
+            and not self._hung
         )
 
+    def mark_unresponsive(self, reason: str) -> None:
+        """Record that the page stopped answering; :meth:`ensure_alive` restarts it."""
+        if not self._hung:
+            self.hangs += 1
+            self.errors.append(f"page unresponsive: {reason}; it will be restarted")
+        self._hung = True
+
     async def ensure_alive(self) -> bool:
-        """Restart the page (or the whole browser) if it crashed; reload the last URL. True if restarted."""
-        if self.alive:
-            return False
-        self.restarts += 1
-        if self._browser is None or not self._browser.is_connected():
-            with contextlib.suppress(Exception):
-                if self._browser is not None:
-                    await self._browser.close()
-            self._browser = None
-            self._browser = await self._pw.chromium.launch(
-                executable_path=self.config.executable, headless=self.config.headless, args=CHROMIUM_ARGS
-            )
-        else:
-            with contextlib.suppress(Exception):
-                await self._context.close()
-        await self._new_page()
-        if self.url is not None:
-            await self.goto(self.url)
-        return True
+        """Restart the page (or the whole browser) if it crashed or hung; reload the last URL.
+
+        Returns True if it restarted. Raises :class:`ToolError` when the reload fails (the page is new
+        and empty then) and :class:`SourceError` when Chromium cannot be started again.
+        """
+        async with self._restart_lock:  # the source, the tools and the app may all ask at once
+            if self.alive:
+                return False
+            self.restarts += 1
+            if self._browser is None or not self._browser.is_connected():
+                with contextlib.suppress(Exception):
+                    if self._browser is not None:
+                        await asyncio.wait_for(self._browser.close(), 10.0)
+                self._browser = None
+                self._browser = await self._launch()
+            else:
+                try:  # closing the context ends its renderer, even one stuck in a script
+                    await asyncio.wait_for(self._context.close(), 10.0)
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self._browser.close(), 10.0)
+                    self._browser = await self._launch()
+            await self._new_page()
+            if self.url is not None:
+                try:
+                    await self.goto(self.url)
+                except ToolError:
+                    self._hung = True  # not usable: the next ensure_alive() tries again
+                    raise
+            return True
 
     # ----------------------------------------------------------------- actions
     async def goto(self, url: str) -> None:
-        """Navigate; a URL off the allowlist raises :class:`ToolError`, a hang raises after the timeout."""
-        if not url_allowed(url, self.config.allow_hosts, self.config.allow_file_roots):
+        """Navigate and wait for ``DOMContentLoaded`` plus at most ``load_settle_s`` for ``load``.
+
+        A URL off the allowlist raises :class:`ToolError`; so does a page that does not reach
+        ``DOMContentLoaded`` within ``nav_timeout_s``. A subresource that never arrives (an image whose
+        server does not answer) only costs the settle time.
+        """
+        if not self._allowed(url):
             self.blocked.append(url)
             raise ToolError(f"blocked URL (not on the allowlist): {url}")
         self.url = url
         try:
-            await self.page.goto(url, timeout=self.config.nav_timeout_s * 1000)
+            await self.page.goto(url, wait_until="domcontentloaded", timeout=self.config.nav_timeout_s * 1000)
         except Exception as e:
-            raise ToolError(f"navigation to {url} failed: {str(e).splitlines()[0]}") from None
+            msg = f"navigation to {url} failed: {str(e).splitlines()[0]}"
+            self.errors.append(msg)
+            raise ToolError(msg) from None
+        if self.config.load_settle_s > 0:
+            with contextlib.suppress(Exception):
+                await self.page.wait_for_load_state("load", timeout=self.config.load_settle_s * 1000)
 
     async def evaluate(self, script: str, arg: Any = None, timeout_s: float = 5.0) -> Any:
         """Run JavaScript in the page with a timeout (a hung page must not hang the caller)."""
@@ -301,12 +486,22 @@ class BrowserSession:
         except TimeoutError:
             raise ToolError(f"page did not answer within {timeout_s:g} s") from None
 
-    async def screenshot(self, kind: str = "screenshot", timeout_s: float = 5.0) -> Frame:
-        """Take a screenshot now and publish it as the latest frame."""
+    async def screenshot(self, kind: str = "screenshot", timeout_s: float | None = None) -> Frame:
+        """Take a screenshot now and publish it as the latest frame.
+
+        Raises:
+            ToolError: the page did not answer within ``timeout_s`` (default ``screenshot_timeout_s``);
+                the page is then marked unresponsive and :meth:`ensure_alive` restarts it.
+        """
+        timeout_s = self.config.screenshot_timeout_s if timeout_s is None else timeout_s
+        page = self.page
         try:
-            png = await asyncio.wait_for(self.page.screenshot(type="png"), timeout_s)
+            png = await asyncio.wait_for(page.screenshot(type="png"), timeout_s)
         except TimeoutError:
-            raise ToolError(f"screenshot timed out after {timeout_s:g} s (page hung?)") from None
+            reason = f"screenshot timed out after {timeout_s:g} s"
+            if page is self.page:  # not a page that was replaced meanwhile
+                self.mark_unresponsive(reason)
+            raise ToolError(f"page unresponsive: {reason}") from None
         self.screenshot_frames += 1
         return self._publish(decode_image(png), kind)
 
@@ -438,15 +633,35 @@ class BrowserSource(Source):
                 raise SourceError(str(e)) from None
 
     async def frames(self) -> AsyncIterator[Frame]:  # type: ignore[override]
+        """Frames of the page, as they come; a page that hangs or crashes is restarted, not fatal.
+
+        Each hang, crash and failed reload is recorded in ``session.errors``; only ``max_restarts``
+        restarts in a row with no frame in between end the stream (:class:`SourceError`).
+        """
+        session = self.session
         last = -1
+        failures = 0
         while True:
-            await self.session.ensure_alive()
-            frame = self.session.latest
+            try:
+                await session.ensure_alive()
+            except ToolError:
+                failures += 1  # the reload failed (recorded by goto); the page restarts again next round
+                if failures <= session.config.max_restarts:
+                    continue
+            if failures > session.config.max_restarts:
+                why = session.errors[-1] if session.errors else "no frame"
+                raise SourceError(f"page kept failing: {failures} restarts in a row without a frame ({why})")
+            frame = session.latest
             if frame is None or frame.seq == last:
                 try:
-                    frame = await self.session.next_frame(timeout_s=self.session.config.screenshot_interval_s * 4)
+                    frame = await session.next_frame(timeout_s=session.config.screenshot_interval_s * 4)
                 except TimeoutError:
-                    frame = await self.session.screenshot()
+                    try:
+                        frame = await session.screenshot()
+                    except ToolError:  # recorded; the page is marked unresponsive and restarted above
+                        failures += 1
+                        continue
+            failures = 0
             last = frame.seq
             yield frame
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agentkit.envs.gui.browser import BrowserConfig, BrowserSession, BrowserSource, url_allowed
-from agentkit.errors import ToolError
+from agentkit.envs.gui.browser import BrowserConfig, BrowserSession, BrowserSource, sandbox_plan, url_allowed
+from agentkit.errors import SourceError, ToolError
 
 pytestmark = pytest.mark.browser
 
@@ -133,3 +142,239 @@ def test_restart_after_browser_death(tmp_path: Path) -> None:
     dead, restarted, text = asyncio.run(run())
     assert dead and restarted
     assert text == "back"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 12 (5): popups and WebSockets under the allowlist; the sandbox decision.
+# Loopback only: a "forbidden" listener on 127.0.0.2 (a loopback address that is never on the allowlist)
+# records every TCP connection it gets; the allowed servers run on 127.0.0.1.
+
+
+class Listener:
+    """A TCP listener that accepts and records every connection (its first request line)."""
+
+    def __init__(self, host: str = "127.0.0.2") -> None:
+        self.sock = socket.create_server((host, 0))
+        self.sock.settimeout(0.2)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    data = b""
+                self.lines.append(data.split(b"\r\n")[0].decode("latin-1"))
+                self.respond(conn, data)
+
+    def respond(self, conn: socket.socket, data: bytes) -> None:
+        """The forbidden listener answers nothing."""
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+class HttpAndWebSocketServer(Listener):
+    """An allowed server on 127.0.0.1: the WebSocket opening handshake (101), and HTML pages by path.
+
+    ``pages[path]`` is a list of bodies served in turn (the last one repeats), so a page can differ the
+    second time it loads (e.g. hang only the first time).
+    """
+
+    def __init__(self) -> None:
+        self.pages: dict[str, list[str]] = {}
+        super().__init__("127.0.0.1")
+
+    def respond(self, conn: socket.socket, data: bytes) -> None:
+        key = re.search(rb"Sec-WebSocket-Key: *(\S+)", data, re.IGNORECASE)
+        if key:
+            accept = base64.b64encode(hashlib.sha1(key.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            time.sleep(0.5)  # keep the socket open while the page sees it open
+            return
+        path = [*data.split(b" "), b"", b""][1].decode("latin-1")
+        bodies = self.pages.get(path, ["<html><body>allowed popup</body></html>"])
+        body = (bodies.pop(0) if len(bodies) > 1 else bodies[0]).encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(body)}\r\n\r\n"
+        conn.sendall(head.encode() + body)
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[Listener, HttpAndWebSocketServer]]:
+    forbidden, allowed = Listener(), HttpAndWebSocketServer()
+    yield forbidden, allowed
+    forbidden.close()
+    allowed.close()
+
+
+def test_popups_are_routed_by_the_allowlist_and_closed(tmp_path: Path, servers: tuple[Listener, Any]) -> None:
+    forbidden, allowed = servers
+    off = f"http://127.0.0.2:{forbidden.port}"
+    url = _page(
+        tmp_path,
+        f"<a id=a href='{off}/new-tab' target=_blank>new tab</a><script>"
+        f"window.open('{off}/popup');"
+        f"window.open('http://127.0.0.1:{allowed.port}/allowed-popup');"
+        "document.getElementById('a').click();</script>",
+    )
+
+    async def run() -> tuple[list[str], list[str], int]:
+        cfg = BrowserConfig(width=320, height=240, allow_file_roots=[str(tmp_path)], allow_hosts=["127.0.0.1"])
+        async with BrowserSession(cfg) as b:
+            await b.goto(url)
+            for _ in range(50):
+                if len(b.popups) >= 3 and len(b._context.pages) == 1:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)
+            return list(b.blocked), list(b.popups), len(b._context.pages)
+
+    blocked, popups, pages = asyncio.run(run())
+    assert forbidden.lines == []  # the listener off the allowlist never saw a connection
+    assert f"{off}/popup" in blocked and f"{off}/new-tab" in blocked
+    assert any("/allowed-popup" in line for line in allowed.lines)  # an allowed popup URL still loads
+    assert len(popups) == 3 and pages == 1  # every popup / new tab was closed: the agent keeps one page
+
+
+def test_websockets_are_blocked_off_the_allowlist(tmp_path: Path, servers: tuple[Listener, Any]) -> None:
+    forbidden, allowed = servers
+    off = f"ws://127.0.0.2:{forbidden.port}"
+    url = _page(
+        tmp_path,
+        "<script>window.events = [];"
+        f"const ok = new WebSocket('ws://127.0.0.1:{allowed.port}/allowed');"
+        "ok.onopen = () => events.push('allowed open');"
+        f"const bad = new WebSocket('{off}/page'); bad.onopen = () => events.push('blocked open');"
+        "const f = document.createElement('iframe'); document.body.appendChild(f);"
+        f"new f.contentWindow.WebSocket('{off}/iframe');"
+        f"const src = new Blob([\"new WebSocket('{off}/worker')\"], {{type: 'text/javascript'}});"
+        "new Worker(URL.createObjectURL(src));</script>",
+    )
+
+    async def run() -> tuple[list[str], list[str]]:
+        cfg = BrowserConfig(width=320, height=240, allow_file_roots=[str(tmp_path)], allow_hosts=["127.0.0.1"])
+        async with BrowserSession(cfg) as b:
+            await b.goto(url)
+            for _ in range(30):
+                if len(b.blocked) >= 3 and await b.evaluate("() => events.length"):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
+            return list(b.blocked), list(await b.evaluate("() => events"))
+
+    blocked, events = asyncio.run(run())
+    assert forbidden.lines == []  # page, iframe and worker WebSockets: none reached the listener
+    assert {f"{off}/page", f"{off}/iframe", f"{off}/worker"} <= set(blocked)
+    assert events == ["allowed open"]  # a WebSocket to an allowed host still opens
+    assert any("/allowed" in line for line in allowed.lines)
+
+
+def _renderer_seccomp_modes() -> set[str]:
+    """Seccomp mode of every running Chromium renderer: "2" (filtered) when the sandbox is on, "0" when off."""
+    modes = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"--type=renderer" in cmd and b"chromium" in cmd[0]:
+                status = (proc / "status").read_text()
+                modes.add(re.search(r"Seccomp:\s*(\d)", status).group(1))  # type: ignore[union-attr]
+        except (OSError, AttributeError):
+            continue
+    return modes
+
+
+def test_sandbox_mode_is_decided_and_recorded(tmp_path: Path) -> None:
+    url = _page(tmp_path, "<h1>sandbox</h1>")
+
+    async def run() -> tuple[bool | None, str, set[str]]:
+        async with BrowserSession(BrowserConfig(width=320, height=240, allow_file_roots=[str(tmp_path)])) as b:
+            await b.goto(url)
+            return b.sandboxed, b.sandbox_note, _renderer_seccomp_modes()
+
+    sandboxed, note, modes = asyncio.run(run())
+    if os.geteuid() == 0:  # CI: Chromium cannot sandbox as root, and says so
+        assert sandboxed is False and "root" in note
+        assert "2" not in modes
+        with pytest.raises(SourceError, match="root"):
+            asyncio.run(BrowserSession(BrowserConfig(sandbox="on")).start())
+    else:  # a normal user: the sandbox is kept, and the renderers run under seccomp-bpf
+        assert sandboxed is True
+        assert modes == {"2"}
+    assert sandbox_plan("off", euid=1000) == (False, "sandbox off (sandbox: off in the browser config)")
+    assert sandbox_plan("auto", euid=1000)[0] is True
+    assert sandbox_plan("auto", euid=0)[0] is False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 12 (6): a stalled subresource does not fail navigation; a hung page is restarted, not fatal.
+
+
+def test_goto_does_not_wait_for_a_subresource_that_never_arrives(tmp_path: Path) -> None:
+    stalled = socket.create_server(("127.0.0.1", 0))  # accepts connections (kernel backlog), never answers
+    url = _page(tmp_path, f"<h1 id=h>rendered</h1><img src='http://127.0.0.1:{stalled.getsockname()[1]}/x.png'>")
+
+    async def run() -> tuple[float, str]:
+        cfg = BrowserConfig(
+            width=320, height=240, allow_file_roots=[str(tmp_path)], allow_hosts=["127.0.0.1"], nav_timeout_s=4
+        )
+        async with BrowserSession(cfg) as b:
+            t0 = time.monotonic()
+            await b.goto(url)  # before: waited for `load`, which never comes -> "navigation failed"
+            seconds = time.monotonic() - t0
+            await b.screenshot()
+            return seconds, await b.evaluate("() => document.getElementById('h').textContent")
+
+    try:
+        seconds, text = asyncio.run(run())
+    finally:
+        stalled.close()
+    assert text == "rendered"
+    assert seconds < 4  # DOMContentLoaded + the bounded settle (2 s), not the navigation timeout
+
+
+HANGS_AFTER_LOAD = "<h1>about to hang</h1><script>setTimeout(() => { while (true) {} }, 300)</script>"
+
+
+def test_a_page_that_hangs_is_restarted_and_frames_go_on(servers: tuple[Listener, Any]) -> None:
+    _, server = servers
+    server.pages["/app"] = [HANGS_AFTER_LOAD, "<h1>recovered</h1>"]  # hangs the first time it loads
+
+    async def run() -> tuple[int, list[str], int, int, str]:
+        cfg = BrowserConfig(
+            width=320, height=240, allow_hosts=["127.0.0.1"], screenshot_interval_s=0.2, screenshot_timeout_s=1.5
+        )
+        source = BrowserSource(f"http://127.0.0.1:{server.port}/app", cfg)
+        await source.open()
+        session = source.session
+        try:
+            after = 0
+            t0 = time.monotonic()
+            async for _frame in source.frames():  # before: raised "screenshot timed out" here
+                after += session.restarts > 0
+                if after >= 3 or time.monotonic() - t0 > 40:
+                    break
+            text = await session.evaluate("() => document.body.textContent")
+            return after, list(session.errors), session.hangs, session.restarts, text
+        finally:
+            await source.close()
+
+    after, errors, hangs, restarts, text = asyncio.run(run())
+    assert after >= 3  # frames kept coming from the restarted page
+    assert hangs == 1 and restarts == 1
+    assert any(e.startswith("page unresponsive: screenshot timed out") for e in errors), errors
+    assert text == "recovered"
