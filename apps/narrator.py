@@ -1,23 +1,108 @@
 """The narrator app: any source -> a narrating policy -> subtitles, speech, annotated video, files.
 
 Thin wiring only: every part lives in its own module and is chosen by config.
+
+Stopping: SIGTERM (what systemd, Docker and Kubernetes send) and SIGINT (Ctrl-C) both end the stream after
+the frame in progress; every sink then closes in the loop's ``finally`` (videos get their index, speech its
+timeline track, the recording its ``meta.json``) and ``metrics.json`` is written, so a stopped run is as
+complete as one that reached the end of its source. A second signal also cancels the frame in progress and
+running actions (files are still closed); after it the default handlers are back, so a third one kills
+the process at once. The signal is reported in ``RunSummary.metrics["stopped_by"]``; the CLI exits with
+128 + its number (130 for SIGINT, 143 for SIGTERM).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import signal
 import sys
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from agentkit.config import NarratorConfig
 from agentkit.loop import LoopConfig, RunSummary, StreamLoop
+from agentkit.metrics import StreamMetrics
 from agentkit.policy import make_policy
 from agentkit.progress import ProgressSink
 from agentkit.recorder import Recorder
 from agentkit.sinks import Sink
 from agentkit.sources import Source, open_source
 from agentkit.tooling import ToolBox
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopOnSignal:
+    """Within an asyncio loop: the first SIGINT/SIGTERM stops a :class:`StreamLoop`, a second cancels the run.
+
+    A signal the process was started with ignored (``nohup``, a background job of a non-interactive
+    shell) stays ignored. Where signal handlers cannot be installed (not the main thread, Windows), this
+    does nothing and the default behaviour stays.
+
+    Example:
+        >>> async def main(loop: StreamLoop) -> None:  # doctest: +SKIP
+        ...     with StopOnSignal() as stopper:
+        ...         stopper.attach(loop)
+        ...         await loop.run()
+    """
+
+    def __init__(self, signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> None:
+        self.signals = signals
+        self.received: signal.Signals | None = None  # the first signal
+        self.forced = False  # a second signal came: the run was cancelled
+        self._installed: list[signal.Signals] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self.target: StreamLoop | None = None  # the stream to stop, once it exists
+
+    def __enter__(self) -> StopOnSignal:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        for sig in self.signals:
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue
+            try:
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
+                continue
+            self._installed.append(sig)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._restore()
+
+    def attach(self, target: StreamLoop) -> None:
+        """The stream to stop; stopped at once when a signal came before it existed."""
+        self.target = target
+        if self.received is not None:
+            target.stop()
+
+    def _restore(self) -> None:
+        assert self._loop is not None or not self._installed
+        for sig in self._installed:
+            if self._loop is not None:
+                self._loop.remove_signal_handler(sig)
+        self._installed = []
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.received is None:
+            self.received = sig
+            log.warning("%s: stopping after the frame in progress (send it again to stop at once)", sig.name)
+            if self.target is not None:
+                self.target.stop()
+            return  # no stream yet (opening the source): attach() stops it before its first frame
+        log.warning("%s again: cancelling the frame in progress; closing the files", sig.name)
+        self.forced = True
+        self._restore()  # a third signal gets the default behaviour (ends the process at once)
+        if self._task is not None:
+            self._task.cancel()
 
 
 def build_sinks(cfg: NarratorConfig, source: Source, progress: bool) -> list[Sink]:
@@ -54,7 +139,27 @@ def build_policy(cfg: NarratorConfig):
 
 
 async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None) -> RunSummary:
-    """Run one narration end to end; outputs land in ``cfg.out`` even when the source fails half-way."""
+    """Run one narration end to end; outputs land in ``cfg.out`` even when the source fails half-way.
+
+    SIGINT and SIGTERM end the run cleanly (see the module docstring); the summary's
+    ``metrics["stopped_by"]`` then names the signal, and ``metrics.json`` is written all the same.
+    """
+    with StopOnSignal() as stopper:
+        try:
+            summary = await _run(cfg, progress, stopper)
+        except asyncio.CancelledError:
+            if not stopper.forced:
+                raise
+            _uncancel()  # our own cancel (a second signal): the loop closed every sink on its way out
+            stream = stopper.target
+            summary = RunSummary((stream.metrics if stream is not None else StreamMetrics()).summary())
+    if stopper.received is not None:
+        summary.metrics["stopped_by"] = stopper.received.name
+    _write_metrics(cfg, summary)
+    return summary
+
+
+async def _run(cfg: NarratorConfig, progress: bool | None, stopper: StopOnSignal) -> RunSummary:
     source = open_source(cfg.source, realtime=cfg.realtime, **({"max_width": cfg.max_width} if cfg.max_width else {}))
     policy = build_policy(cfg)
     gate = None
@@ -83,10 +188,21 @@ async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None) -> 
                 recorder=recorder,
                 config=LoopConfig(max_frames=cfg.max_frames, duration_s=cfg.duration_s),
             )
-            summary = await loop.run()
+            stopper.attach(loop)
+            return await loop.run()
     finally:
         policy.close()
+
+
+def _write_metrics(cfg: NarratorConfig, summary: RunSummary) -> None:
     metrics = dict(summary.metrics)
     metrics.update({"source": cfg.source, "policy": cfg.policy, "realtime": cfg.realtime, "error": summary.error})
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
     (Path(cfg.out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return summary
+
+
+def _uncancel() -> None:
+    """Undo the cancellation we requested ourselves (Python 3.11+ counts them on the task)."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):
+        task.uncancel()

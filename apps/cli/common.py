@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import typer
 from agentkit.errors import AgentkitError, ConfigError
 
 EXIT_ERROR = 1  # the run could not be done or ended on bad input
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; a run stopped by SIGTERM exits 143 (128 + 15), the shell convention
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -44,6 +45,13 @@ def run_guarded(fn: Callable[[], int | None]) -> None:
     if code:
         raise typer.Exit(code)
     sys.stdout.flush()
+
+
+def stopped(signal_name: str, out: Path | None = None) -> NoReturn:
+    """A run ended early by a signal but closed every file: say so on one line, exit 128 + the signal number."""
+    where = f"; outputs up to the last processed frame are complete in {out}" if out is not None else ""
+    typer.echo(f"stopped by {signal_name}{where}", err=True)
+    raise typer.Exit(128 + int(signal.Signals[signal_name]))
 
 
 def check_writable(path: Path | None) -> None:

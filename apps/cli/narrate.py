@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from agentkit.apps.cli.common import check_writable, fail, run_guarded
+from agentkit.apps.cli.common import check_writable, fail, run_guarded, stopped
 from agentkit.apps.cli.groups import app, bench_app
 
 
@@ -63,6 +63,8 @@ def narrate(
         _print_summary(summary.metrics, cfg.out)
         if summary.error:
             fail(f"{summary.error} (outputs up to the last good frame are in {cfg.out})")
+        if "stopped_by" in summary.metrics:
+            stopped(summary.metrics["stopped_by"], cfg.out)
         return 0
 
     run_guarded(run)
@@ -88,6 +90,8 @@ def replay(
         _print_summary(summary.metrics, cfg.out)
         if summary.error:
             fail(summary.error)
+        if "stopped_by" in summary.metrics:
+            stopped(summary.metrics["stopped_by"], cfg.out)
         return 0
 
     run_guarded(run)
@@ -147,6 +151,8 @@ def bench_narrate(
             summary = asyncio.run(run_narrator(cfg, progress=True))
             if summary.error:
                 fail(summary.error)
+            if "stopped_by" in summary.metrics:
+                stopped(summary.metrics["stopped_by"], cfg.out)
             m = summary.metrics
             keep = ("frames_in", "processed", "dropped", "wall_s", "stream_s", "real_time_factor", "latency_ms")
             extra = ("latency_ms_first_minute", "latency_ms_last_minute")
