@@ -20,19 +20,44 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from agentkit.policies.vlm.adapters.base import Adapter
-    from agentkit.policies.vlm.build import TinyBuilder
 
 
 def _resolve(path: str) -> Any:
     """The object named by ``"package.module:attribute"`` (imported now, not when the registry is)."""
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+class TinyBuilder(abc.ABC):
+    """How to build a random-weight checkpoint of one architecture family offline (implementations live
+    in :mod:`agentkit.policies.vlm.build`, where transformers is imported when a method runs).
+
+    Attributes:
+        specials: the special tokens the family's prompt format needs (the state tokens come after them).
+        eos: the token that ends an assistant turn.
+    """
+
+    specials: ClassVar[tuple[str, ...]]
+    eos: ClassVar[str]
+
+    @abc.abstractmethod
+    def config(self, spec: ArchSpec, size: str, tokenizer: Any, tokens_per_frame: int | None) -> Any:
+        """The model config at ``size``, with special-token ids taken from ``tokenizer``."""
+
+    @abc.abstractmethod
+    def image_processor(self, spec: ArchSpec, config: Any, tokens_per_frame: int) -> Any:
+        """A torchvision-free image processor sized so a frame yields about ``tokens_per_frame`` tokens."""
+
+    def default_tokens_per_frame(self, size: str) -> int:
+        """Vision tokens per frame when none is asked for: 4 for ``tiny``, 64 for the real sizes."""
+        return 4 if size == "tiny" else 64
 
 
 @dataclass(frozen=True)
@@ -46,8 +71,8 @@ class ArchSpec:
         image_processor: import path of the ``*ImageProcessorPil`` class (the fast processors need
             torchvision, whose PyPI wheels do not import beside a CPU torch).
         adapter: import path of the :class:`~agentkit.policies.vlm.adapters.base.Adapter` subclass.
-        builder: import path of the :class:`~agentkit.policies.vlm.build.TinyBuilder` that makes a
-            random-weight checkpoint of it offline (tokenizer specials, model config, image processor).
+        builder: import path of the :class:`TinyBuilder` that makes a random-weight checkpoint of it offline
+            (tokenizer specials, model config, image processor).
         token_px: side in pixels of the square of a frame one vision token covers, for architectures whose
             token count follows the frame's size (Qwen: 14 px patches merged 2x2 = 28); ``None`` where a
             frame is resized to a fixed square whose token count the config decides. ``max_pixels``
@@ -159,4 +184,4 @@ def arch_of(config: Any) -> ArchSpec | None:
     return _BY_MODEL_TYPE.get(getattr(config, "model_type", ""))
 
 
-__all__ = ["ARCHITECTURES", "ARCH_NAMES", "ArchSpec", "arch_of", "get_arch"]
+__all__ = ["ARCHITECTURES", "ARCH_NAMES", "ArchSpec", "TinyBuilder", "arch_of", "get_arch"]

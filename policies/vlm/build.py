@@ -8,8 +8,8 @@ tokenizer and image-processor config into one directory that :func:`agentkit.pol
 reads back with ``from_pretrained``.
 
 What differs per architecture family (special tokens, config dimensions, image-processor sizing) lives in
-one :class:`TinyBuilder` per family; the registry (:mod:`agentkit.policies.vlm.architectures`) names the
-builder of each architecture.
+one :class:`~agentkit.policies.vlm.architectures.TinyBuilder` per family here; the registry
+(:mod:`agentkit.policies.vlm.architectures`) names the builder of each architecture.
 
 Sizes: ``tiny`` (a few hundred thousand parameters, for tests), ``2b`` and ``7b`` (the real
 architectures' dimensions, random weights; speed does not depend on weight values).
@@ -17,12 +17,11 @@ architectures' dimensions, random weights; speed does not depend on weight value
 
 from __future__ import annotations
 
-import abc
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from agentkit.policies.vlm.architectures import ArchSpec, get_arch
+from agentkit.policies.vlm.architectures import ArchSpec, TinyBuilder, get_arch
 
 SIZES = ("tiny", "2b", "7b")
 STATE_TOKENS = ("<silence>", "<standby>", "<response>")
@@ -42,7 +41,7 @@ def build_tokenizer(arch: str, vocab_size: int = 400, state_tokens: tuple[str, .
     """Train a byte-level BPE tokenizer on a small built-in corpus and wrap it for transformers.
 
     Args:
-        arch: a registered architecture; its :class:`TinyBuilder` decides which special tokens are added.
+        arch: a registered architecture; its builder decides which special tokens are added.
         vocab_size: target BPE vocabulary size (specials included).
         state_tokens: the decision tokens to add (e.g. Streamo's ``</Silence>``...; empty for none, as in
             a stock instruct checkpoint).
@@ -144,30 +143,6 @@ def _qwen_vision(size: str, arch: str, out_hidden: int) -> dict[str, Any]:
         fullatt_block_indexes=[7, 15, 23, 31],
         tokens_per_second=2,
     )
-
-
-class TinyBuilder(abc.ABC):
-    """How to build a random-weight checkpoint of one architecture family offline.
-
-    Attributes:
-        specials: the special tokens the family's prompt format needs (the state tokens come after them).
-        eos: the token that ends an assistant turn.
-    """
-
-    specials: ClassVar[tuple[str, ...]]
-    eos: ClassVar[str]
-
-    @abc.abstractmethod
-    def config(self, spec: ArchSpec, size: str, tokenizer: Any, tokens_per_frame: int | None) -> Any:
-        """The model config at ``size``, with special-token ids taken from ``tokenizer``."""
-
-    @abc.abstractmethod
-    def image_processor(self, spec: ArchSpec, config: Any, tokens_per_frame: int) -> Any:
-        """A torchvision-free image processor sized so a frame yields about ``tokens_per_frame`` tokens."""
-
-    def default_tokens_per_frame(self, size: str) -> int:
-        """Vision tokens per frame when none is asked for: 4 for ``tiny``, 64 for the real sizes."""
-        return 4 if size == "tiny" else 64
 
 
 class QwenBuilder(TinyBuilder):
@@ -399,7 +374,7 @@ def build_config(arch: str, size: str, tokenizer: Any, tokens_per_frame: int | N
     """The model config for ``arch`` at ``size``, with special-token ids taken from ``tokenizer``.
 
     ``tokens_per_frame`` (SmolVLM/Idefics3/LLaVA-OneVision) sizes the vision input so one frame yields that
-    many tokens; see each :class:`TinyBuilder`.
+    many tokens; see each builder below.
     """
     spec = get_arch(arch)
     return spec.tiny_builder().config(spec, size, tokenizer, tokens_per_frame)

@@ -11,8 +11,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from agentkit.policies.vlm.adapters.base import Adapter
-from agentkit.policies.vlm.architectures import ARCH_NAMES, ARCHITECTURES, arch_of, get_arch
-from agentkit.policies.vlm.build import TinyBuilder
+from agentkit.policies.vlm.architectures import ARCH_NAMES, ARCHITECTURES, TinyBuilder, arch_of, get_arch
 
 pytestmark = pytest.mark.vlm
 
