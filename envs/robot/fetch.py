@@ -292,8 +292,7 @@ class FetchSim(PrivilegedStateMixin):
             ) from None
         gym.register_envs(gymnasium_robotics)
         self._mj = mujoco
-        env: Any = gym.make(ENV_ID).unwrapped
-        self.env = env  # no TimeLimit: episodes are bounded by our own step budget
+        self.env = self._make_env()  # no TimeLimit: episodes are bounded by our own step budget
         self.model = self.env.model
         self.data = self.env.data
         self.width, self.height = int(width), int(height)
@@ -317,6 +316,12 @@ class FetchSim(PrivilegedStateMixin):
         self._opt_self.geomgroup[:] = 0
         for g in (0, 1, 2):
             self._opt_self.geomgroup[g] = 1
+
+    def _make_env(self) -> Any:
+        """The unwrapped gymnasium-robotics env (a world with another scene overrides this)."""
+        import gymnasium as gym
+
+        return gym.make(ENV_ID).unwrapped
 
     # -- model edits -------------------------------------------------------------------------------
     def _edit_model(self) -> None:
@@ -424,17 +429,20 @@ class FetchSim(PrivilegedStateMixin):
     def self_filtered_depth(self) -> np.ndarray:
         """Depth with the robot and the object it holds removed (a robot self-filter), in metres."""
         r = self._renderer
-        held = self.is_grasped()
-        saved = self.model.geom_group[self.object_geoms].copy()
-        if held:
-            self.model.geom_group[self.object_geoms] = HIDDEN_GROUP
+        held = self._held_geoms()
+        saved = self.model.geom_group[held].copy()
+        self.model.geom_group[held] = HIDDEN_GROUP
         try:
             r.enable_depth_rendering()
             r.update_scene(self.data, camera=self.cam_id, scene_option=self._opt_self)
             return r.render().astype(np.float32)
         finally:
             r.disable_depth_rendering()
-            self.model.geom_group[self.object_geoms] = saved
+            self.model.geom_group[held] = saved
+
+    def _held_geoms(self) -> list[int]:
+        """Geoms of the object between the fingers, if any (hidden by the self-filter)."""
+        return list(self.object_geoms) if self.is_grasped() else []
 
     def close(self) -> None:
         try:
