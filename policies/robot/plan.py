@@ -45,6 +45,7 @@ class PlanPolicy(Policy):
         self.config = self.configure(config, options, PlanConfig)
         self.max_attempts = self.config.max_attempts
         self.patience = self.config.patience
+        self.instruction = ""  # the last task given with :meth:`instruct` (kept across episodes of a stream)
         self.reset()
 
     @property
@@ -52,6 +53,11 @@ class PlanPolicy(Policy):
         return self._done
 
     def reset(self) -> None:
+        """A new stream: forget the instruction and the plan."""
+        self.instruction = ""
+        self._new_episode()
+
+    def _new_episode(self) -> None:
         self._episode: object = None
         self._attempts = 0
         self._homed = False
@@ -65,6 +71,7 @@ class PlanPolicy(Policy):
         """The task. Once a plan has started, a new instruction interrupts it: the loop cancels the running
         plan; the policy releases what it holds, looks again and re-plans."""
         started = self._attempts > 0 or self._homed
+        self.instruction = text
         self._attempts = 0
         self._homed = False
         self._await_actions = 0
@@ -76,7 +83,7 @@ class PlanPolicy(Policy):
     def _rearm(self, frame: Frame) -> None:
         ep = (frame.status or _IDLE).episode
         if ep != self._episode:
-            self.reset()
+            self._new_episode()
             self._episode = ep
 
     def step(self, frame: Frame) -> Decision:
