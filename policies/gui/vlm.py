@@ -16,9 +16,8 @@ checkpoint fine-tuned on ``agentkit eval miniwob --record`` episodes is what mak
 
 from __future__ import annotations
 
-from typing import Any
-
-from agentkit.policies.vlm.tool_policy import ToolVLMPolicy, tool_system_prompt
+from agentkit.policies.vlm.decode import MaxNewTokens
+from agentkit.policies.vlm.tool_policy import ToolVLMConfig, ToolVLMPolicy, tool_system_prompt
 from agentkit.tools.gui import GUI_TOOLS
 
 GUI_TOOL_NAMES = tuple(cls.name for cls in GUI_TOOLS)
@@ -29,18 +28,32 @@ def gui_system_prompt() -> str:
     return tool_system_prompt("You operate a computer screen to complete the user's task.", "screenshot", GUI_TOOLS)
 
 
-class GuiVLMPolicy(ToolVLMPolicy):
-    """The streaming engine prompted for the GUI tools.
+class GuiVLMConfig(ToolVLMConfig):
+    """Settings of :class:`GuiVLMPolicy`: the engine's options (see
+    :class:`~agentkit.policies.vlm.config.VLMOptions`) with GUI defaults.
 
-    Args:
-        model: checkpoint folder (or a loaded model) for the VLM engine.
-        task: the instruction; replaced by :meth:`instruct` (MiniWoB++ passes each episode's utterance).
-        **vlm_kw: passed to ``VLMPolicy`` (device, dtype, coord_format, max_new_tokens...).
+    Attributes:
+        task: the instruction; empty until :meth:`~GuiVLMPolicy.instruct` (MiniWoB++ passes each episode's
+            utterance), the model is told to wait for it meanwhile.
+        max_new_tokens: 64, room for an action and its arguments.
+    """
+
+    task: str = ""
+    max_new_tokens: MaxNewTokens = 64
+
+
+class GuiVLMPolicy(ToolVLMPolicy):
+    """The streaming engine prompted for the GUI tools; keeps only GUI tool calls.
+
+    Example:
+        >>> policy = GuiVLMPolicy("/path/to/checkpoint", task="Click the OK button.")  # doctest: +SKIP
     """
 
     name = "vlm-gui"
+    Config = GuiVLMConfig
     tool_names = GUI_TOOL_NAMES
+    idle_instruction = "Wait for the task."
 
-    def __init__(self, model: Any, task: str = "", **vlm_kw: Any) -> None:
-        vlm_kw.setdefault("max_new_tokens", 64)
-        super().__init__(model, gui_system_prompt(), task or "Wait for the task.", **vlm_kw)
+    @classmethod
+    def system_prompt(cls) -> str:
+        return gui_system_prompt()

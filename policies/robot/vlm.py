@@ -13,9 +13,7 @@ model the wiring runs end to end but succeeds by chance only; a fine-tuned check
 
 from __future__ import annotations
 
-from typing import Any
-
-from agentkit.policies.vlm.tool_policy import ToolVLMPolicy, tool_system_prompt
+from agentkit.policies.vlm.tool_policy import ToolVLMConfig, ToolVLMPolicy, tool_system_prompt
 from agentkit.tools.robot import ROBOT_TOOLS
 from agentkit.types import Decision, Frame
 
@@ -29,20 +27,31 @@ def robot_system_prompt() -> str:
     )
 
 
+class FetchVLMConfig(ToolVLMConfig):
+    """Settings of :class:`FetchVLMPolicy`: the engine's options (see
+    :class:`~agentkit.policies.vlm.config.VLMOptions`) and the task.
+
+    Attributes:
+        task: the instruction, by default the Fetch pick-and-place goal.
+    """
+
+    task: str = "put the block on the target"
+
+
 class FetchVLMPolicy(ToolVLMPolicy):
     """The streaming engine prompted for the Fetch tools; holds back while the robot is busy.
 
-    Args:
-        model: checkpoint folder (or a loaded model) for the VLM engine.
-        task: the instruction, e.g. ``"put the block on the target"``.
-        **vlm_kw: passed to ``VLMPolicy`` (device, dtype, thresholds, max_new_tokens...).
+    Example:
+        >>> policy = FetchVLMPolicy("/path/to/checkpoint", response_threshold=0.5)  # doctest: +SKIP
     """
 
     name = "fetch-vlm"
+    Config = FetchVLMConfig
     tool_names = ROBOT_TOOL_NAMES
 
-    def __init__(self, model: Any, task: str = "put the block on the target", **vlm_kw: Any) -> None:
-        super().__init__(model, robot_system_prompt(), task, **vlm_kw)
+    @classmethod
+    def system_prompt(cls) -> str:
+        return robot_system_prompt()
 
     def step(self, frame: Frame) -> Decision:
         if frame.status is not None and frame.status.busy:

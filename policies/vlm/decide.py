@@ -9,8 +9,9 @@ answers (first token of "yes"/"no") are read, and the probe is cropped off the c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit.types import DecisionKind
 
@@ -20,9 +21,12 @@ STATE_TOKEN_SETS: dict[str, tuple[str, str, str]] = {
 }
 KINDS = (DecisionKind.SILENCE, DecisionKind.STANDBY, DecisionKind.RESPONSE)
 
+Probability = Annotated[float, Field(ge=0, le=1)]
+"""A probability threshold in [0, 1]."""
+DEFAULT_PROBE = "Is there something to say about the video right now? Answer yes or no."
 
-@dataclass(frozen=True)
-class DecisionConfig:
+
+class DecisionConfig(BaseModel):
     """How a state is chosen.
 
     Attributes:
@@ -34,19 +38,13 @@ class DecisionConfig:
         candidates: zero-shot answer words per state (the first token of each is read).
     """
 
-    mode: str = "tokens"
-    response_threshold: float | None = None
-    standby_threshold: float | None = None
-    probe: str = "Is there something to say about the video right now? Answer yes or no."
-    candidates: tuple[tuple[str, str], ...] = (("response", "yes"), ("silence", "no"))
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def __post_init__(self) -> None:
-        if self.mode not in ("tokens", "zero_shot"):
-            raise ValueError(f"DecisionConfig.mode must be 'tokens' or 'zero_shot', got {self.mode!r}")
-        for name in ("response_threshold", "standby_threshold"):
-            v = getattr(self, name)
-            if v is not None and not 0.0 <= v <= 1.0:
-                raise ValueError(f"DecisionConfig.{name} must be in [0, 1], got {v!r}")
+    mode: Literal["tokens", "zero_shot"] = "tokens"
+    response_threshold: Probability | None = None
+    standby_threshold: Probability | None = None
+    probe: str = DEFAULT_PROBE
+    candidates: tuple[tuple[str, str], ...] = (("response", "yes"), ("silence", "no"))
 
 
 def choose(logits: Any, ids: dict[DecisionKind, int], cfg: DecisionConfig) -> tuple[DecisionKind, dict[str, float]]:

@@ -10,13 +10,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit.policies.vlm.engine import StreamSession
 
+MaxNewTokens = Annotated[int, Field(ge=1)]
+"""A cap on generated tokens (at least 1)."""
+Temperature = Annotated[float, Field(ge=0)]
+"""A sampling temperature (0: greedy)."""
+TopP = Annotated[float, Field(gt=0, le=1)]
+"""A nucleus sampling mass in (0, 1]."""
 
-@dataclass(frozen=True)
-class DecodeConfig:
+
+class DecodeConfig(BaseModel):
     """Decoding settings.
 
     Attributes:
@@ -27,19 +35,13 @@ class DecodeConfig:
         stop: strings that end the response (the text is cut before them).
     """
 
-    max_new_tokens: int = 64
-    temperature: float = 0.0
-    top_p: float = 1.0
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_new_tokens: MaxNewTokens = 64
+    temperature: Temperature = 0.0
+    top_p: TopP = 1.0
     seed: int = 0
     stop: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"DecodeConfig.max_new_tokens must be >= 1, got {self.max_new_tokens!r}")
-        if self.temperature < 0:
-            raise ValueError(f"DecodeConfig.temperature must be >= 0, got {self.temperature!r}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"DecodeConfig.top_p must be in (0, 1], got {self.top_p!r}")
 
 
 @dataclass

@@ -15,13 +15,21 @@ see, and all logits), which :mod:`agentkit.policies.vlm.reference` replays as on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit.policies.vlm.adapters.base import Adapter, Chunk, Part
 
+WindowTokens = Annotated[int, Field(gt=0)]
+"""A token budget of the eviction window (positive)."""
+WindowSeconds = Annotated[float, Field(gt=0)]
+"""A time span of the eviction window, seconds of stream time (positive)."""
+PinnedQuestions = Annotated[int, Field(ge=0)]
+"""How many recent questions stay pinned (0: none)."""
 
-@dataclass(frozen=True)
-class WindowConfig:
+
+class WindowConfig(BaseModel):
     """What eviction keeps besides the sink.
 
     Attributes:
@@ -31,17 +39,11 @@ class WindowConfig:
             ordinary segments (evicted by age/tokens), so hours of questions cannot grow the cache.
     """
 
-    tokens: int | None = None
-    seconds: float | None = None
-    questions: int = 8
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def __post_init__(self) -> None:
-        if self.tokens is not None and self.tokens <= 0:
-            raise ValueError(f"WindowConfig.tokens must be positive, got {self.tokens!r}")
-        if self.seconds is not None and self.seconds <= 0:
-            raise ValueError(f"WindowConfig.seconds must be positive, got {self.seconds!r}")
-        if self.questions < 0:
-            raise ValueError(f"WindowConfig.questions must be >= 0, got {self.questions!r}")
+    tokens: WindowTokens | None = None
+    seconds: WindowSeconds | None = None
+    questions: PinnedQuestions = 8
 
     @property
     def enabled(self) -> bool:

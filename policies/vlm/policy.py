@@ -10,116 +10,80 @@ normalized points, boxes and tool calls. The transcript follows Streamo: a user 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from agentkit.errors import PolicyError
+from agentkit.errors import ConfigError, PolicyError
+from agentkit.policies.vlm.config import VLMConfig, split_model_argument
 from agentkit.policies.vlm.decide import (
     STATE_TOKEN_SETS,
-    DecisionConfig,
     candidate_ids,
     choose,
     detect_state_tokens,
     resolve_state_ids,
 )
-from agentkit.policies.vlm.decode import DecodeConfig, decode
-from agentkit.policies.vlm.engine import StreamSession, WindowConfig
+from agentkit.policies.vlm.decode import decode
+from agentkit.policies.vlm.engine import StreamSession
 from agentkit.policies.vlm.loading import Loaded, load
 from agentkit.policy import Policy
 from agentkit.types import Decision, DecisionKind, Frame
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SYSTEM = (
-    "You are a streaming video assistant. After every frame answer with one state: silence when nothing "
-    "relevant is happening, standby when something relevant has started, response followed by your answer."
-)
-DEFAULT_INSTRUCTION = "Narrate what happens in the video."
-
 
 class VLMPolicy(Policy):
     """A streaming policy over a Hugging Face VLM with a device-resident KV cache.
 
     Args:
-        model: checkpoint folder or hub id (Qwen2-VL, Qwen2.5-VL, SmolVLM, Idefics3), or a
-            :class:`~agentkit.policies.vlm.loading.Loaded` model.
-        device: ``cpu`` / ``cuda``; default CUDA when available.
-        dtype: default bf16 on CUDA, fp32 on CPU.
-        prompt: the system prompt (kept in the cache's sink forever).
-        instruction: the task, the first user turn (also in the sink).
-        decision: ``tokens`` (state tokens), ``zero_shot`` (probe), or ``auto`` (tokens when the
-            tokenizer has a known state-token set).
-        state_tokens: ``"agentkit"``, ``"streamo"`` or three token strings (silence, standby, response).
-        response_threshold / standby_threshold: see :class:`DecisionConfig`.
-        max_new_tokens / temperature / top_p / seed / stop: see :class:`DecodeConfig`.
-        window_tokens / window_s: eviction window (``None``: keep everything).
-        window_questions: most recent questions kept pinned against eviction (default 8).
-        max_pixels: Qwen only: pixels per frame (fewer vision tokens).
-        coord_format: how coordinates in answers are read (``auto``, ``qwen2_vl``, ``qwen2_5_vl``...).
+        config: a :class:`~agentkit.policies.vlm.config.VLMConfig` or a dict of its fields; for callers
+            that pass the checkpoint first, also a checkpoint path or a loaded model.
+        loaded: an already loaded (or in-memory built) model, used instead of loading ``config.model``
+            (benchmarks, checks).
         on_token: called with each piece of response text as it is decoded.
-        record: keep a trace for :func:`~agentkit.policies.vlm.reference.compare_with_full_forward`.
+        **options: :class:`~agentkit.policies.vlm.config.VLMConfig` fields, over ``config``.
+
+    Raises:
+        ConfigError: a bad option, naming the field and the value; no model given.
+        PolicyError: the checkpoint cannot be loaded, or lacks the state tokens ``decision="tokens"`` needs.
+
+    Example:
+        >>> policy = VLMPolicy(model="/path/to/checkpoint", max_new_tokens=32, window_s=16)  # doctest: +SKIP
     """
 
     name = "vlm"
+    Config = VLMConfig
 
     def __init__(
         self,
-        model: str | Loaded,
-        device: str | None = None,
-        dtype: str | None = None,
-        prompt: str = DEFAULT_SYSTEM,
-        instruction: str = DEFAULT_INSTRUCTION,
-        decision: str = "auto",
-        state_tokens: str | tuple[str, str, str] | list[str] | None = None,
-        response_threshold: float | None = None,
-        standby_threshold: float | None = None,
-        probe: str | None = None,
-        max_new_tokens: int = 48,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int = 0,
-        stop: tuple[str, ...] | list[str] = (),
-        window_tokens: int | None = None,
-        window_s: float | None = None,
-        window_questions: int = 8,
-        max_pixels: int | None = None,
-        coord_format: str = "auto",
+        config: VLMConfig | dict[str, Any] | str | os.PathLike[str] | Loaded | None = None,
+        *,
+        loaded: Loaded | None = None,
         on_token: Callable[[str], None] | None = None,
-        record: bool = False,
-        **kw: Any,
+        **options: Any,
     ) -> None:
-        if kw:
-            log.warning("VLMPolicy ignores unknown options: %s", ", ".join(sorted(kw)))
-        try:
-            self.window = WindowConfig(window_tokens, window_s, window_questions)
-            self.decode_cfg = DecodeConfig(max_new_tokens, temperature, top_p, seed, tuple(stop))
-        except ValueError as e:
-            raise PolicyError(str(e)) from e
-        if isinstance(model, Loaded):  # an already loaded (or in-memory built) model: benchmarks, tests
-            self.loaded = model
-        else:
-            self.loaded = load(model, device=device, dtype=dtype, max_pixels=max_pixels)
+        config, options, loaded = split_model_argument(config, options, loaded)
+        self.config = cfg = self.configure(config, options, VLMConfig)
+        self.window = cfg.window()
+        self.decode_cfg = cfg.decoding()
+        if loaded is None:
+            if cfg.model is None:
+                raise ConfigError(f"policy {self.name!r}: give model=PATH (a checkpoint folder or hub id)")
+            loaded = load(cfg.model, device=cfg.device, dtype=cfg.dtype, max_pixels=cfg.max_pixels)
+        elif cfg.model is not None:
+            raise ConfigError(f"policy {self.name!r}: give model={cfg.model!r} or a loaded model, not both")
+        self.loaded = loaded
         self.adapter = self.loaded.adapter
-        self.prompt, self.instruction = prompt, instruction
-        self.coord_format = coord_format
+        self.prompt, self.instruction = cfg.prompt, cfg.instruction
+        self.coord_format = cfg.coord_format
         self.on_token = on_token
-        self.state_names = self._resolve_state_names(state_tokens)
-        mode = decision
+        self.state_names = self._resolve_state_names(cfg.state_tokens)
+        mode = cfg.decision
         if mode == "auto":
             mode = "tokens" if self.state_names is not None else "zero_shot"
-        try:
-            dkw: dict[str, Any] = {
-                "mode": mode,
-                "response_threshold": response_threshold,
-                "standby_threshold": standby_threshold,
-            }
-            if probe:
-                dkw["probe"] = probe
-            self.decision_cfg = DecisionConfig(**dkw)
-        except ValueError as e:
-            raise PolicyError(str(e)) from e
+        self.decision_cfg = cfg.decision_config(mode)
         if mode == "tokens":
             ids = resolve_state_ids(self.adapter, self.state_names) if self.state_names else None
             if ids is None:
@@ -137,24 +101,18 @@ class VLMPolicy(Policy):
         t = self.adapter.template
         self._close_ids = self.adapter.text_ids(t.turn_close)
         self._eos = self.adapter.eos_ids
-        self.session = StreamSession(self.adapter, window=self.window, record=record)
+        self.session = StreamSession(self.adapter, window=self.window, record=cfg.record)
         self._lock = threading.Lock()  # instruct() comes from the event-loop thread, step() from a worker
         self._questions: list[tuple[str, float | None]] = []
         self.reset()
 
-    def _resolve_state_names(self, state_tokens: Any) -> tuple[str, str, str] | None:
+    def _resolve_state_names(self, state_tokens: str | tuple[str, str, str] | None) -> tuple[str, str, str] | None:
+        """The three state-token strings (the config has checked a name is known and a tuple has three)."""
         if state_tokens is None:
             return detect_state_tokens(self.adapter)
         if isinstance(state_tokens, str):
-            if state_tokens not in STATE_TOKEN_SETS:
-                raise PolicyError(
-                    f"state_tokens must be one of {sorted(STATE_TOKEN_SETS)} or three tokens, got {state_tokens!r}"
-                )
             return STATE_TOKEN_SETS[state_tokens]
-        names = tuple(state_tokens)
-        if len(names) != 3:
-            raise PolicyError(f"state_tokens needs three tokens (silence, standby, response), got {names!r}")
-        return names  # type: ignore[return-value]
+        return state_tokens
 
     # -- Policy contract ------------------------------------------------------------------------------
     def reset(self) -> None:

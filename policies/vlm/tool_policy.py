@@ -1,17 +1,22 @@
 """The streaming engine prompted with a tool set: the shared half of the GUI and robot VLM adapters.
 
 A VLM drives a browser or a robot through exactly the tools the scripted and pixels policies use. What
-differs per world is only the prompt (the role and the tools' schemas) and which calls are allowed; the
-engine already parses ``<tool_call>`` JSON and UI-TARS / computer-use actions into normalized tool calls.
-Calls to tools outside the set are dropped and recorded as an error on the step, never run.
+differs per world is only the prompt (the role and the tools' schemas), the default task and which calls
+are allowed; the engine already parses ``<tool_call>`` JSON and UI-TARS / computer-use actions into
+normalized tool calls. Calls to tools outside the set are dropped and recorded as an error on the step,
+never run.
 """
 
 from __future__ import annotations
 
+import abc
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from agentkit.policies.vlm.config import VLMOptions, split_model_argument
+from agentkit.policies.vlm.loading import Loaded
 from agentkit.policy import Policy
 from agentkit.tooling import Tool
 from agentkit.types import Decision, Frame
@@ -31,18 +36,56 @@ def tool_system_prompt(role: str, observation: str, tools: Iterable[type[Tool]])
     )
 
 
-class ToolVLMPolicy(Policy):
-    """A :class:`~agentkit.policies.vlm.VLMPolicy` that keeps only the calls to ``tool_names``.
+class ToolVLMConfig(VLMOptions):
+    """Settings of a tool-calling VLM policy: the engine's options and the task.
 
-    Subclasses set ``name`` and ``tool_names`` and build the prompt with :func:`tool_system_prompt`.
+    The system prompt is the policy's own (its tools' schemas), so it is not an option.
+
+    Attributes:
+        task: the instruction the stream starts with (the first user turn); ``instruct`` adds new ones.
     """
 
-    tool_names: ClassVar[tuple[str, ...]] = ()
+    task: str = ""
 
-    def __init__(self, model: Any, prompt: str, instruction: str, **vlm_kw: Any) -> None:
+
+class ToolVLMPolicy(Policy):
+    """A :class:`~agentkit.policies.vlm.VLMPolicy` prompted with a tool set that keeps only calls to it.
+
+    Subclasses set ``name``, ``Config`` (defaults of their world), ``tool_names`` and
+    :meth:`system_prompt` (built with :func:`tool_system_prompt`).
+
+    Args:
+        config: the subclass's config or a dict of its fields; also a checkpoint path or a loaded model.
+        loaded: an already loaded model, used instead of loading ``config.model``.
+        on_token: called with each piece of response text as it is decoded.
+        **options: config fields, over ``config``.
+    """
+
+    Config: ClassVar[type[ToolVLMConfig]] = ToolVLMConfig
+    tool_names: ClassVar[tuple[str, ...]] = ()
+    idle_instruction: ClassVar[str] = ""
+    """The instruction while the task is empty."""
+
+    def __init__(
+        self,
+        config: ToolVLMConfig | dict[str, Any] | str | os.PathLike[str] | Loaded | None = None,
+        *,
+        loaded: Loaded | None = None,
+        on_token: Callable[[str], None] | None = None,
+        **options: Any,
+    ) -> None:
         from agentkit.policies.vlm import VLMPolicy
 
-        self.vlm = VLMPolicy(model, prompt=prompt, instruction=instruction, **vlm_kw)
+        config, options, loaded = split_model_argument(config, options, loaded)
+        self.config = self.configure(config, options, self.Config)
+        engine = self.config.model_dump(exclude={"task"})
+        engine.update(prompt=self.system_prompt(), instruction=self.config.task or self.idle_instruction)
+        self.vlm = VLMPolicy(engine, loaded=loaded, on_token=on_token)
+
+    @classmethod
+    @abc.abstractmethod
+    def system_prompt(cls) -> str:
+        """The system prompt: the decision protocol, the coordinate convention and the tools' schemas."""
 
     def reset(self) -> None:
         self.vlm.reset()

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from agentkit.policies.vlm.decide import DecisionConfig
 from agentkit.policies.vlm.reference import ExactnessReport, compare_with_full_forward
 from agentkit.types import DecisionKind, Frame
 
@@ -56,7 +55,7 @@ def stream_and_compare(
         seed: seed of the random frames.
         label: a name for the report.
         video: stream the first ``frames`` frames of this video file (PyAV) instead of random frames.
-        **policy_kw: more :class:`VLMPolicy` options (``decision``, ``max_pixels``...).
+        **policy_kw: more :class:`~agentkit.policies.vlm.config.VLMConfig` options (``decision``, ``max_pixels``...).
     """
     from agentkit.policies.vlm.policy import VLMPolicy
 
@@ -81,7 +80,7 @@ def stream_and_compare(
     for i in range(frames):
         if i == frames // 2:
             pol.instruct(question, float(i))
-        pol.decision_cfg = DecisionConfig(**{**base.__dict__, "response_threshold": 0.0}) if i in forced else base
+        pol.decision_cfg = base.model_copy(update={"response_threshold": 0.0}) if i in forced else base
         img = images[i] if images else rng.integers(0, 255, (*frame_size, 3), dtype=np.uint8)
         d = pol.step(Frame(img, t=float(i), pts=float(i), seq=i))
         if any("vlm step failed" in e for e in d.errors):

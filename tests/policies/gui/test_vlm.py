@@ -60,3 +60,20 @@ def test_tiny_model_runs_an_episode_without_crashing(tiny_qwen) -> None:
 
     res = asyncio.run(run())
     assert 1 <= res.steps <= 3  # whatever the random model said was validated and recorded, never raised
+
+
+def test_config_defaults_and_task(tiny_qwen) -> None:
+    """The GUI config: the engine's options with GUI defaults; the task is the engine's instruction."""
+    from agentkit.errors import ConfigError
+    from agentkit.policies.gui.vlm import GuiVLMConfig, GuiVLMPolicy, gui_system_prompt
+    from agentkit.policy import make_policy
+
+    policy = make_policy("vlm-gui", model=str(tiny_qwen))
+    assert isinstance(policy.config, GuiVLMConfig)
+    assert policy.vlm.decode_cfg.max_new_tokens == 64 and policy.vlm.instruction == "Wait for the task."
+    assert policy.vlm.prompt == gui_system_prompt()
+    policy = GuiVLMPolicy(tiny_qwen, task="Click OK.", max_new_tokens=8, window_s=4)
+    assert policy.vlm.instruction == "Click OK." and policy.vlm.decode_cfg.max_new_tokens == 8
+    assert policy.vlm.window.seconds == 4
+    with pytest.raises(ConfigError, match="instruction="):  # the task is the instruction; the prompt is fixed
+        GuiVLMPolicy(tiny_qwen, instruction="Click OK.")

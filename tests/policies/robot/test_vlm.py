@@ -53,3 +53,18 @@ def test_tiny_model_drives_the_real_tools_without_crashing(tiny_qwen):
     ep = report.episodes[0]
     assert ep["decisions"] > 0  # every frame got a decision; whatever the random model said was validated
     assert all(c["ok"] or c["error"] for c in ep["actions"])
+
+
+def test_config_defaults_and_task(tiny_qwen):
+    from agentkit.errors import ConfigError
+    from agentkit.policies.robot.vlm import FetchVLMConfig, robot_system_prompt
+    from agentkit.policy import make_policy
+
+    policy = make_policy("fetch-vlm", model=str(tiny_qwen))
+    assert isinstance(policy.config, FetchVLMConfig)
+    assert policy.vlm.instruction == "put the block on the target" and policy.vlm.prompt == robot_system_prompt()
+    assert policy.vlm.decode_cfg.max_new_tokens == 48
+    policy = make_policy("fetch-vlm", model=str(tiny_qwen), task="push the block left", response_threshold=0.5)
+    assert policy.vlm.instruction == "push the block left" and policy.vlm.decision_cfg.response_threshold == 0.5
+    with pytest.raises(ConfigError, match="max_new_tokens=0"):
+        make_policy("fetch-vlm", model=str(tiny_qwen), max_new_tokens=0)

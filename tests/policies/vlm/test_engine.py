@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from agentkit.errors import PolicyError  # noqa: E402
+from agentkit.errors import ConfigError, PolicyError  # noqa: E402
 from agentkit.policies.vlm.build import build_tiny  # noqa: E402
 from agentkit.policies.vlm.decide import DecisionConfig  # noqa: E402
 from agentkit.policies.vlm.loading import load  # noqa: E402
@@ -105,7 +105,7 @@ def test_vlm_streamo_state_tokens_and_thresholds(tmp_path: Path) -> None:
     assert pol.step(_frame(rng, 0)).kind is DecisionKind.STANDBY
     pol.decision_cfg = DecisionConfig(response_threshold=1.0)
     assert pol.step(_frame(rng, 1)).kind is DecisionKind.SILENCE
-    with pytest.raises(PolicyError):
+    with pytest.raises(ConfigError, match=r"response_threshold=1\.5"):
         make_policy("vlm", model=str(path), response_threshold=1.5)
 
 
