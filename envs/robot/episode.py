@@ -47,8 +47,10 @@ class ArmEpisodeEnv:
         return Frame(rgb, time.monotonic(), sim.steps * sim.dt, self._seq, "robot", status=self.robot.status())
 
     async def reset(self, *, seed: int | None = None) -> tuple[Frame, dict[str, Any]]:
+        """A seeded episode; ``info["instruction"]`` is the world's own (``fetch-multi``) or the one given."""
         self.robot.reset(seed=seed)
-        return self._frame(), {"seed": seed, "instruction": self.instruction}
+        instruction = getattr(self.robot.sim, "instruction", "") or self.instruction
+        return self._frame(), {"seed": seed, "instruction": instruction}
 
     async def step(self, calls: Sequence[ToolCall]) -> tuple[Frame | None, float, bool, bool, StepInfo]:
         info = await _run_calls(self.toolbox, calls, self._seq)
@@ -57,7 +59,9 @@ class ArmEpisodeEnv:
 
     async def outcome(self) -> Outcome:
         success = bool(self.robot.sim.is_success())
-        return Outcome(success, float(success), int(self.robot.sim.steps))
+        blocks = getattr(self.robot.sim, "blocks", None)  # a world with several blocks reports how many
+        extra = {"blocks": len(blocks)} if blocks else {}
+        return Outcome(success, float(success), int(self.robot.sim.steps), extra)
 
     async def privileged(self) -> dict[str, Any]:
         return self.robot.scene_state()
