@@ -8,18 +8,27 @@ every click and typed text on the frames into an mp4 or GIF replay, so a run can
 
 from __future__ import annotations
 
+import logging
+import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import cv2
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit.annotate import AnnotatedVideoSink
-from agentkit.errors import ConfigError
+from agentkit.errors import ConfigError, ToolError
 from agentkit.sinks import Sink
 from agentkit.testing import CaptureSink
 from agentkit.types import ActionResult, Decision, DecisionKind, Frame
+
+if TYPE_CHECKING:
+    from agentkit.envs.gui.browser import BrowserSession
+
+log = logging.getLogger(__name__)
 
 
 class BrowseConfig(BaseModel):
@@ -69,8 +78,56 @@ class _KeepOpen(Sink):
         self.sink.on_action(result)
 
 
+def _card(width: int, height: int, text: str) -> np.ndarray:
+    """A dark frame with ``text`` on it: the replay's only frame when the page never showed one."""
+    image = np.full((height, width, 3), 32, np.uint8)
+    for i, line in enumerate(textwrap.wrap(text, max(20, width // 11))[:12]):
+        cv2.putText(image, line, (12, 36 + 26 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 200, 200), 1, cv2.LINE_AA)
+    return image
+
+
+async def _finish_replay(replay: AnnotatedVideoSink, session: BrowserSession, failure: str | None) -> str | None:
+    """Add the page as it is now (or the last frame seen, or a card) and close the replay.
+
+    Never raises: it runs while another error may be on its way out. Returns why the replay could not
+    be written, if it could not.
+    """
+    image, status = None, ""
+    if failure is None and session.page is not None:
+        try:
+            if not session.alive:
+                raise ToolError("hung or crashed")
+            image = (await session.screenshot()).image  # the page after the last action
+        except Exception:
+            status = "page unresponsive at the end: last frame seen"
+    if image is None and session.latest is not None:
+        image, status = session.latest.image, status or "last frame seen"
+    try:
+        if image is None:
+            cfg = session.config
+            image = _card(cfg.width, cfg.height, f"no page frame: {failure or 'the page never showed one'}")
+        replay.add_frame(image, status=status)
+    except Exception as e:  # a frame that cannot be drawn must not keep the others from the file
+        log.exception("adding the last frame to the replay failed")
+        problem: str | None = f"last replay frame not written: {e}"
+    else:
+        problem = None
+    try:
+        replay.close()
+    except Exception as e:
+        log.exception("writing the replay %s failed", replay.path)
+        problem = f"replay not written: {e}"
+    return problem
+
+
 async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
-    """Open the page, run the policy through the stream loop, write the replay; returns a summary."""
+    """Open the page, run the policy through the stream loop, write the replay; returns a summary.
+
+    The replay is always written, with every frame seen so far, whatever happened: a page that hangs or
+    crashes is restarted by the source (each time an entry in ``errors``) and the run goes on; if the
+    browser cannot start or the page never loads, the error is raised after the replay (then a single
+    card saying why) is closed.
+    """
     from agentkit.config import validate
     from agentkit.envs.gui.browser import BrowserConfig, BrowserSession, BrowserSource, PlaywrightBackend
     from agentkit.loop import LoopConfig, StreamLoop
@@ -86,11 +143,13 @@ async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
     bcfg = validate(BrowserConfig, base, where="browser")
     policy = make_policy(cfg.policy, **({"model": cfg.model} if cfg.model else {}))
     session = BrowserSession(bcfg)
-    await session.start()
     replay = AnnotatedVideoSink(cfg.out, fps=2.0, use_pts=False, max_width=None)
     seen = CaptureSink()
     t0 = time.monotonic()
+    failure: str | None = None
+    replay_problem: str | None = None
     try:
+        await session.start()
         source = BrowserSource(url, session=session)
         await source.open()
         loop = StreamLoop(
@@ -102,11 +161,20 @@ async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
         )
         loop.instruct(cfg.task)
         summary = await loop.run()
-        replay.add_frame((await session.screenshot()).image)  # the page after the last action
+    except BaseException as e:
+        failure = (str(e).splitlines() or [type(e).__name__])[0] or type(e).__name__
+        raise
     finally:
-        replay.close()  # the replay so far is written whatever happened
-        await session.close()
-        policy.close()
+        try:
+            replay_problem = await _finish_replay(replay, session, failure)  # the replay so far, always
+        finally:
+            await session.close()
+            policy.close()
+    errors = list(session.errors)
+    if summary.error:
+        errors.append(f"run ended early: {summary.error}")
+    if replay_problem:
+        errors.append(replay_problem)
     return {
         "url": url,
         "task": cfg.task,
@@ -115,7 +183,12 @@ async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
         "decisions": len(seen.decisions),
         "responses": sum(d.kind is DecisionKind.RESPONSE for d in seen.decisions),
         "actions": [r.to_dict() for r in seen.actions],
+        "errors": errors,
+        "page": {"restarts": session.restarts, "hangs": session.hangs, "crashes": session.crashes},
         "blocked_requests": list(session.blocked),
+        "popups": list(session.popups),
+        "sandboxed": session.sandboxed,
+        "sandbox_note": session.sandbox_note,
         "replay": str(cfg.out),
         "replay_frames": replay.frames,
         "seconds": round(time.monotonic() - t0, 2),

@@ -87,11 +87,16 @@ def browse(
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
     config: Path | None = typer.Option(None, help="YAML with a 'browser:' section (see configs/browser.yaml)"),
 ) -> None:
-    """Run a GUI agent live on a page and save an annotated replay (clicks and typed text drawn)."""
+    """Run a GUI agent live on a page and save an annotated replay (clicks and typed text drawn).
+
+    A page that hangs or crashes is restarted and the run goes on (each time an entry in the summary's
+    errors); the replay so far is written whatever happens.
+    """
 
     def body() -> int:
         from agentkit.apps.browser_agent import BrowseConfig, run_browse
         from agentkit.config import load_yaml, validate
+        from agentkit.errors import AgentkitError
 
         if out.suffix.lower() not in (".mp4", ".gif"):
             fail(f"--out must end in .mp4 or .gif, got {out.name!r}")
@@ -100,7 +105,12 @@ def browse(
         args = {"url": url, "task": task, "policy": name, "out": str(out), "steps": steps, "model": model}
         args |= {"allow_hosts": list(allow_host), "width": width, "height": height, "browser": browser_section}
         cfg = validate(BrowseConfig, args, where="(command line)")
-        summary = asyncio.run(run_browse(cfg))
+        try:
+            summary = asyncio.run(run_browse(cfg))
+        except AgentkitError as e:  # the browser did not start or the page never loaded
+            if out.exists():  # run_browse writes the replay so far (a card saying why if nothing was seen)
+                fail(f"{(str(e).splitlines() or [type(e).__name__])[0]} (replay so far: {out})")
+            raise
         typer.echo(json.dumps(summary, indent=2))
         return 0
 

@@ -532,6 +532,8 @@ class PlaywrightBackend:
     def _page(self) -> Any:
         if self.session.page is None:
             raise ToolError("browser page is not open")
+        if not self.session.alive:  # known hung or crashed: fail now instead of waiting for the timeout
+            raise ToolError("page unresponsive or crashed (it is being restarted); action not run")
         return self.session.page
 
     async def click(
