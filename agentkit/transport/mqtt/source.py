@@ -1,4 +1,4 @@
-"""``--source mqtt://host:port/name``: frames of a remote robot (or camera) node over MQTT.
+"""``--source mqtt://host:port/name`` (or ``mqtts://``): frames of a remote robot (or camera) node over MQTT.
 
 Why: an agent in one process must see a robot that lives in another. This source is lossy and
 latest-wins (a bounded slot of one frame behind the :class:`~agentkit.transport.mqtt.wire.Freshness` filter),
@@ -14,6 +14,7 @@ from typing import Any
 
 from agentkit.errors import SourceError
 from agentkit.sources import Source
+from agentkit.transport.mqtt.auth import MqttAuth
 from agentkit.transport.mqtt.link import RobotLink
 from agentkit.transport.mqtt.wire import parse_spec
 from agentkit.types import Frame
@@ -23,12 +24,13 @@ class MqttSource(Source):
     """Frames published by a robot node on ``agentkit/<name>/frame``.
 
     Args:
-        spec: ``mqtt://host[:port]/name``.
+        spec: ``mqtt://host[:port]/name``, or ``mqtts://host[:port]/name`` for TLS (port 8883).
         privileged: also subscribe to the node's ``state`` topic and attach it as ``Frame.privileged``
             (for the expert and for evaluation; a pixels policy must not ask for it).
         max_age_s: frames older than this (node clock) are dropped as stale.
         connect_timeout_s: how long :meth:`open` waits for the broker.
         max_frames: end the stream after this many frames (``None``: live, forever).
+        auth: login and TLS files (``None``: from the ``AGENTKIT_MQTT_*`` environment, else anonymous).
     """
 
     lossless = False
@@ -45,6 +47,7 @@ class MqttSource(Source):
         max_age_s: float | None = 2.0,
         connect_timeout_s: float = 10.0,
         max_frames: int | None = None,
+        auth: MqttAuth | None = None,
         **_: Any,
     ) -> None:
         try:
@@ -52,7 +55,7 @@ class MqttSource(Source):
         except ValueError as e:
             raise SourceError(str(e)) from None
         self.name = self.spec.url
-        self.link = RobotLink(self.spec, privileged=privileged, max_age_s=max_age_s)
+        self.link = RobotLink(self.spec, privileged=privileged, max_age_s=max_age_s, auth=auth)
         self.connect_timeout_s = connect_timeout_s
         self.max_frames = max_frames
 

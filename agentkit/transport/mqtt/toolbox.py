@@ -33,13 +33,14 @@ class MqttToolBox(ToolBox):
         """Send the validated call to the node with the frame it was decided on; its result is the answer."""
         body: dict[str, Any] = {
             "call": {"name": call.name, "arguments": args.model_dump(mode="json", exclude_none=True)},
-            "frame_seq": seq,
         }
-        frame_t = self.link.frame_time(seq)
-        if frame_t is not None:
-            body["frame_t"] = frame_t
+        if seq >= 0:  # -1: not decided on a frame
+            body["frame_seq"] = seq
+            frame_t = self.link.frame_time(seq)
+            if frame_t is not None:
+                body["frame_t"] = frame_t
         reply = await self.link.request("action", body, self.timeout_s)
-        if "frame_to_action_ms" in reply:
+        if reply.get("frame_to_action_ms") is not None:
             self.frame_to_action_ms.append(float(reply["frame_to_action_ms"]))
         out = reply.get("output")
         if isinstance(out, dict):
