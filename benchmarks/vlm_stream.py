@@ -4,7 +4,9 @@ Rows (one per history length): the engine's per-frame step (one frame appended t
 state chosen, evicting nothing) against a full re-prefill of the same transcript with no cache, which is
 what calling ``generate()`` on the whole history costs for every frame; decode ms per token; memory.
 The long run streams thousands of frames with eviction and compares step time and memory at frame 100
-with the last frame. Weights are random: speed does not depend on their values.
+with the last frame: its figures are the report's ``overall``. Weights are random: speed does not depend
+on their values. The result is the project's one report schema (:class:`~agentkit.benchmarks.report.Report`),
+with the device, dtype and torch threads added to its ``environment``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
-from agentkit.policies.vlm.adapters.base import Chunk
+from agentkit.benchmarks.report import Report, environment
 from agentkit.policies.vlm.architectures import get_arch
 from agentkit.policies.vlm.build import build_model
 from agentkit.policies.vlm.decode import DecodeConfig, decode
@@ -26,8 +28,7 @@ from agentkit.policies.vlm.loading import Loaded, pick_device
 from agentkit.types import Frame
 
 
-@dataclass
-class BenchConfig:
+class BenchConfig(BaseModel):
     """What :func:`run_bench` measures.
 
     Attributes:
@@ -40,7 +41,10 @@ class BenchConfig:
         window_s: eviction window of the long run, seconds of stream time at 1 frame per second.
         decode_tokens: tokens generated for the ms/token figure.
         device / dtype: default CUDA+bf16 when available, else CPU+fp32.
+        seed: seed of the random weights and frames.
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     arch: str = "qwen2_vl"
     size: str = "tiny"
@@ -152,8 +156,8 @@ def _reprefill_ms(policy: Any, frames: list[Frame], repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Run the benchmark; returns the JSON-ready result (``rows`` and ``long_run``).
+def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None = None) -> Report:
+    """Run the benchmark: one row per history size; ``overall`` holds the long run's figures.
 
     Args:
         cfg: what to measure.
@@ -168,7 +172,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None
     loaded = Loaded(cfg.arch, get_arch(cfg.arch).make_adapter(model, tok, proc), f"random:{cfg.arch}:{cfg.size}")
     side = _frame_side(cfg)
     rng = np.random.default_rng(cfg.seed)
-    note = {"device": str(dev), "dtype": str(dt).replace("torch.", ""), "threads": torch.get_num_threads()}
+    where = {"device": str(dev), "dtype": str(dt).replace("torch.", ""), "torch_threads": torch.get_num_threads()}
 
     rows: list[dict[str, Any]] = []
     pol = _policy(loaded, None)
@@ -231,15 +235,16 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None
     pol.close()
     del pol
 
-    long_run: dict[str, Any] | None = None
+    overall: dict[str, Any] = {"long_run": "skipped (frames=0)"}
     if cfg.frames > 0:
-        long_run = _long_run(loaded, cfg, rng, side, progress)
-    return {
-        "config": {**cfg.__dict__, "histories": list(cfg.histories)},
-        "env": note,
-        "rows": rows,
-        "long_run": long_run,
-    }
+        overall = _long_run(loaded, cfg, rng, side, progress)
+    return Report(
+        benchmark="vlm_stream",
+        overall=overall,
+        rows=rows,
+        config=cfg.model_dump(mode="json"),
+        environment={**environment(), **where},
+    )
 
 
 def _decode_ms(pol: Any, cfg: BenchConfig) -> float | None:
@@ -330,4 +335,4 @@ def _frame_side(cfg: BenchConfig) -> int:
     return side * token_px
 
 
-__all__ = ["BenchConfig", "Chunk", "run_bench"]
+__all__ = ["BenchConfig", "run_bench"]

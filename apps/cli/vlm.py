@@ -5,7 +5,7 @@ torch and transformers are imported inside the commands, so ``agentkit --help`` 
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import typer
@@ -18,6 +18,17 @@ vlm_app = typer.Typer(help="Streaming VLM engine utilities.", no_args_is_help=Tr
 app.add_typer(vlm_app, name="vlm")
 
 _ARCHS = ", ".join(ARCH_NAMES)
+_BENCH_COLUMNS = (
+    "history",
+    "tokens_per_frame",
+    "incremental_ms",
+    "reprefill_ms",
+    "speedup",
+    "decode_ms_per_token",
+    "cache_tokens",
+    "peak_mem_mb",
+)
+"""The columns ``bench stream`` prints (the JSON rows hold more: minima, cache MB, current memory)."""
 
 
 def _quiet_transformers() -> None:
@@ -85,7 +96,7 @@ def bench_stream(
     device: str = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)."),
     dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads."),
-    json_out: Path = typer.Option(None, "--json", help="Write the result JSON here."),
+    json_out: Path = typer.Option(None, "--json", help="Write the report JSON here (the project's report schema)."),
 ) -> None:
     """Per-frame step of the engine vs full re-prefill of the history, decode ms/token, memory, long run."""
 
@@ -93,8 +104,8 @@ def bench_stream(
         import torch
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-        from rich.table import Table
 
+        from agentkit.benchmarks.report import print_report
         from agentkit.benchmarks.vlm_stream import BenchConfig, run_bench
         from agentkit.policies.vlm.build import SIZES
 
@@ -132,36 +143,15 @@ def bench_stream(
                 prog.update(tasks[name], completed=done)
 
             try:
-                result = run_bench(cfg, cb)
+                report = run_bench(cfg, cb)
             except ValueError as e:
                 fail(str(e))
-        table = Table(title=f"bench stream: {arch} {size} on {result['env']['device']} ({result['env']['dtype']})")
-        for col in ("history", "tok/frame", "engine ms", "re-prefill ms", "speedup", "decode ms/tok", "peak MB"):
-            table.add_column(col, justify="right")
-        for r in result["rows"]:
-            table.add_row(
-                str(r["history"]),
-                str(r["tokens_per_frame"]),
-                f"{r['incremental_ms']:.2f}",
-                "-" if r["reprefill_ms"] is None else f"{r['reprefill_ms']:.1f}",
-                "-" if r["speedup"] is None else f"{r['speedup']:.1f}x",
-                "-" if r["decode_ms_per_token"] is None else f"{r['decode_ms_per_token']:.2f}",
-                f"{r['peak_mem_mb']:.0f}",
-            )
-        Console().print(table)
-        lr = result["long_run"]
-        if lr:
-            typer.echo(
-                f"long run ({lr['frames']} frames, window {lr['window_s']} s): step {lr['step_ms_at_100']:.2f} ms at "
-                f"frame {lr['first_frame']} vs {lr['step_ms_at_last']:.2f} ms at the last "
-                f"(x{lr['ratio_last_to_100']}); memory "
-                f"{lr['mem_mb_at_100']} -> {lr['mem_mb_at_last']} MB; cache {lr['cache_tokens_at_100']} -> "
-                f"{lr['cache_tokens_at_last']} tokens"
-            )
+        env = report.environment
+        typer.echo(f"bench stream: {arch} {size} on {env['device']} ({env['dtype']}, {env['torch_threads']} threads)")
+        # piped output (logs, CI) is 80 columns wide by default, which would cut the column names
+        print_report(report, _BENCH_COLUMNS, console=None if sys.stdout.isatty() else Console(width=140))
         if json_out:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(result, indent=2))
-            typer.echo(f"wrote {json_out}")
+            typer.echo(f"wrote {report.write(json_out)}")
         return 0
 
     run_guarded(run)

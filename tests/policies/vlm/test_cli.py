@@ -74,8 +74,14 @@ def test_vlm_bench_stream_json(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 0, r.output
-    data = json.loads(out.read_text())
-    rows = data["rows"]
+    assert "vlm_stream" in r.output and "overall:" in r.output  # printed with print_report
+    from agentkit.benchmarks.report import Report
+
+    report = Report.read(out)  # the project's one report schema
+    assert report.benchmark == "vlm_stream" and report.command and "git_revision" in json.loads(out.read_text())
+    assert {"device", "dtype", "torch_threads", "python", "libraries"} <= set(report.environment)
+    assert report.config["arch"] == "qwen2_5_vl" and report.config["histories"] == [2, 6]
+    rows = report.rows
     assert [row["history"] for row in rows] == [2, 6]
     for row in rows:
         for key in (
@@ -92,7 +98,7 @@ def test_vlm_bench_stream_json(tmp_path: Path) -> None:
             assert key in row
         assert row["tokens_per_frame"] == 16 and row["incremental_ms"] > 0
     assert rows[0]["reprefill_ms"] > 0 and rows[1]["reprefill_ms"] is None and "reprefill_skipped" in rows[1]
-    lr = data["long_run"]
+    lr = report.overall  # the long run's figures
     assert lr["frames"] == 120 and lr["cache_tokens_at_last"] <= lr["cache_tokens_at_100"] * 1.1  # header digits only
     for key in ("step_ms_at_100", "step_ms_at_last", "mem_mb_at_100", "mem_mb_at_last"):
         assert lr[key] > 0
