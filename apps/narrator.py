@@ -9,6 +9,10 @@ complete as one that reached the end of its source. A second signal also cancels
 running actions (files are still closed); after it the default handlers are back, so a third one kills
 the process at once. The signal is reported in ``RunSummary.metrics["stopped_by"]``; the CLI exits with
 128 + its number (130 for SIGINT, 143 for SIGTERM).
+
+Output folder: checked before anything starts (:func:`check_out`). A run never writes into the recording it
+reads, and never mixes its files with an earlier run's: a folder holding any of :data:`OUTPUT_NAMES` is
+refused unless ``replace`` (``--force``), and then those files are deleted only once the source has opened.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from agentkit.loop import LoopConfig, RunSummary, StreamLoop
 from agentkit.metrics import StreamMetrics
 from agentkit.policy import make_policy
 from agentkit.progress import ProgressSink
-from agentkit.recorder import Recorder
+from agentkit.recorder import Recorder, check_output_dir, remove_outputs
 from agentkit.sinks import Sink
 from agentkit.sources import Source, open_source
 from agentkit.tooling import ToolBox
@@ -35,6 +39,22 @@ from agentkit.tooling import ToolBox
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+OUTPUT_NAMES = (
+    "decisions.jsonl",
+    "actions.jsonl",
+    "messages.jsonl",
+    "narration.srt",
+    "narration.vtt",
+    "narration.wav",
+    "speech",
+    "annotated.mp4",
+    "metrics.json",
+    "frames.mp4",
+    "meta.json",
+    "eval.json",  # written next to them by ``eval narration`` (scripts/demo.sh): it scores the old decisions
+)
+"""What a narration run writes into its folder: an earlier run's copies are never mixed with a new run's."""
 
 
 class StopOnSignal:
@@ -138,15 +158,32 @@ def build_policy(cfg: NarratorConfig):
     return make_policy(cfg.policy, **kwargs)
 
 
-async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None) -> RunSummary:
+def check_out(cfg: NarratorConfig, *, replace: bool = False) -> list[Path]:
+    """Check ``cfg.out`` before a run; returns an earlier run's files there (replaced when ``replace``).
+
+    Raises:
+        ConfigError: ``out`` is (or lies inside) the recording being read, is a file, cannot be written,
+            or holds an earlier run's outputs and ``replace`` is false.
+    """
+    return check_output_dir(cfg.out, OUTPUT_NAMES, replace=replace, reading=cfg.source)
+
+
+async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None, replace: bool = False) -> RunSummary:
     """Run one narration end to end; outputs land in ``cfg.out`` even when the source fails half-way.
 
-    SIGINT and SIGTERM end the run cleanly (see the module docstring); the summary's
-    ``metrics["stopped_by"]`` then names the signal, and ``metrics.json`` is written all the same.
+    The output folder is checked first (:func:`check_out`); with ``replace`` an earlier run's files in it
+    are deleted once the source has opened. SIGINT and SIGTERM end the run cleanly (see the module
+    docstring); the summary's ``metrics["stopped_by"]`` then names the signal, and ``metrics.json`` is
+    written all the same.
+
+    Raises:
+        ConfigError: the output folder cannot take this run (see :func:`check_out`).
+        SourceError: the source cannot be opened.
     """
+    earlier = check_out(cfg, replace=replace)
     with StopOnSignal() as stopper:
         try:
-            summary = await _run(cfg, progress, stopper)
+            summary = await _run(cfg, progress, stopper, earlier)
         except asyncio.CancelledError:
             if not stopper.forced:
                 raise
@@ -159,7 +196,7 @@ async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None) -> 
     return summary
 
 
-async def _run(cfg: NarratorConfig, progress: bool | None, stopper: StopOnSignal) -> RunSummary:
+async def _run(cfg: NarratorConfig, progress: bool | None, stopper: StopOnSignal, earlier: list[Path]) -> RunSummary:
     source = open_source(cfg.source, realtime=cfg.realtime, **({"max_width": cfg.max_width} if cfg.max_width else {}))
     policy = build_policy(cfg)
     gate = None
@@ -172,6 +209,7 @@ async def _run(cfg: NarratorConfig, progress: bool | None, stopper: StopOnSignal
 
     try:
         async with source:
+            remove_outputs(earlier)  # the source opened: now the earlier run's files may go
             sinks = build_sinks(cfg, source, sys.stderr.isatty() if progress is None else progress)
             recorder = Recorder(
                 cfg.out,

@@ -54,6 +54,19 @@ def stopped(signal_name: str, out: Path | None = None) -> NoReturn:
     raise typer.Exit(128 + int(signal.Signals[signal_name]))
 
 
+def fresh_dir(path: Path) -> Path:
+    """``path`` when it is missing or empty, else the first of ``path-2``, ``path-3``, ... that is.
+
+    For default output folders: a run without ``--out`` never mixes its files with an earlier run's and
+    never fails because one exists. A folder given with ``--out`` is checked instead (``--force``).
+    """
+    candidate, n = path, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 def check_writable(path: Path | None) -> None:
     """Fail now, not after a long run, when a report path cannot be written.
 
@@ -64,6 +77,9 @@ def check_writable(path: Path | None) -> None:
         return
     if path.is_dir():
         raise ConfigError(f"{path} is a folder, expected a file path for the report")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"cannot write {path}: {blocker} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

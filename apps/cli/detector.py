@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from agentkit.apps.cli.common import check_writable, run_guarded
+from agentkit.apps.cli.common import check_writable, fresh_dir, run_guarded
 from agentkit.apps.cli.groups import bench_app, eval_app
 
 
@@ -72,7 +72,13 @@ def eval_narration(
 def bench_detector(
     video: Path = typer.Argument(..., help="Video file to narrate."),
     labels: Path = typer.Option(None, "--labels", "-l", help="Label file: also print precision/recall/delay."),
-    out: Path = typer.Option(Path("runs/detector"), "--out", "-o", help="Folder for decisions.jsonl and bench.json."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for decisions.jsonl and bench.json (default: runs/detector, or runs/detector-2, ...).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace decisions.jsonl and bench.json of an earlier run."),
     start: float = typer.Option(0.0, "--start", help="First second of the video to process."),
     end: float = typer.Option(None, "--end", help="Last second of the video to process."),
     threads: int = typer.Option(None, "--threads", help="cv2.setNumThreads for this run (default: OpenCV's)."),
@@ -92,7 +98,11 @@ def bench_detector(
         from agentkit.benchmarks.report import Report
         from agentkit.errors import ConfigError
         from agentkit.policy import make_policy
+        from agentkit.recorder import check_output_dir, remove_outputs
 
+        folder = out or fresh_dir(Path("runs/detector"))
+        earlier = check_output_dir(folder, ("decisions.jsonl", "bench.json"), replace=force, reading=video)
+        check_writable(sheet)
         overrides: dict[str, object] = {}
         for item in option or []:
             key, sep, value = item.partition("=")
@@ -106,7 +116,7 @@ def bench_detector(
             cv2.setNumThreads(threads)
         label_set = load_labels(labels) if labels is not None else None
         policy = make_policy("detector", **overrides)
-        out.mkdir(parents=True, exist_ok=True)
+        remove_outputs(earlier)  # --force: no earlier bench.json next to this run's decisions
         thumbs = []
 
         def keep(frame, decision) -> None:
@@ -116,7 +126,7 @@ def bench_detector(
                 thumbs.append(event_thumbnail(frame, decision))
 
         decisions, stats = replay_video(
-            policy, video, out / "decisions.jsonl", start_s=start, end_s=end, on_decision=keep
+            policy, video, folder / "decisions.jsonl", start_s=start, end_s=end, on_decision=keep
         )
         console = Console()
         console.print(
@@ -162,8 +172,8 @@ def bench_detector(
 
             save_png(sheet, contact_sheet(thumbs, cols=4))
             console.print(f"wrote {sheet} ({sheet.stat().st_size // 1024} KB, {len(thumbs)} events)")
-        Report(benchmark="detector", overall=overall, rows=rows, config=config).write(out / "bench.json")
-        console.print(f"wrote {out / 'decisions.jsonl'} and {out / 'bench.json'}")
+        Report(benchmark="detector", overall=overall, rows=rows, config=config).write(folder / "bench.json")
+        console.print(f"wrote {folder / 'decisions.jsonl'} and {folder / 'bench.json'}")
         return 0
 
     run_guarded(run)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from agentkit.apps.cli.common import check_writable, fail, run_guarded, stopped
+from agentkit.apps.cli.common import check_writable, fail, fresh_dir, run_guarded, stopped
 from agentkit.apps.cli.groups import app, bench_app
 
 
@@ -16,7 +16,10 @@ def narrate(
     source: str = typer.Argument(
         None, help="Video file, URL, camera:N, screen, test-pattern, mqtt://host/name or a recording folder."
     ),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default runs/narrate)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder (default: runs/narrate, or runs/narrate-2, ... when that is in use)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace the files of an earlier run in --out."),
     realtime: bool = typer.Option(
         None, "--realtime/--no-realtime", help="Pace a file to its stream clock (lossy, like a camera)."
     ),
@@ -59,7 +62,9 @@ def narrate(
             args.update(parse_key_values(policy_arg))
             overrides["policy_args"] = args
         cfg = load_config(NarratorConfig, config, overrides)
-        summary = asyncio.run(run_narrator(cfg, progress=progress))
+        if out is None and not (config is not None and "out" in load_yaml(config)):
+            cfg = cfg.model_copy(update={"out": fresh_dir(cfg.out)})
+        summary = asyncio.run(run_narrator(cfg, progress=progress, replace=force))
         _print_summary(summary.metrics, cfg.out)
         if summary.error:
             fail(f"{summary.error} (outputs up to the last good frame are in {cfg.out})")
@@ -75,7 +80,10 @@ def replay(
     recording: Path = typer.Argument(..., help="A recording folder (frames.mp4 + decisions.jsonl)."),
     policy: str = typer.Option("detector", "--policy", "-p"),
     model: str = typer.Option(None, "--model", "-m"),
-    out: Path = typer.Option(Path("runs/replay"), "--out", "-o"),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder, never in the recording (default: runs/replay, or runs/replay-2, ...)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace the files of an earlier run in --out."),
 ) -> None:
     """Run a recording's frames through another policy (lossless), writing the same outputs as narrate."""
 
@@ -85,8 +93,10 @@ def replay(
 
         if not (recording / "frames.mp4").exists():
             fail(f"{recording} is not a recording with frames (run narrate with --record)")
-        cfg = NarratorConfig(source=str(recording), out=out, policy=policy, model=model)
-        summary = asyncio.run(run_narrator(cfg))
+        cfg = NarratorConfig(
+            source=str(recording), out=out or fresh_dir(Path("runs/replay")), policy=policy, model=model
+        )
+        summary = asyncio.run(run_narrator(cfg, replace=force))
         _print_summary(summary.metrics, cfg.out)
         if summary.error:
             fail(summary.error)
@@ -134,21 +144,27 @@ def bench_narrate(
     policy: str = typer.Option("detector", "--policy", "-p"),
     realtime: bool = typer.Option(True, "--realtime/--no-realtime", help="Also run paced to the stream clock."),
     json_out: Path = typer.Option(None, "--json", help="Write the figures here."),
-    out: Path = typer.Option(Path("runs/bench-narrate"), "--out", "-o"),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder (default: runs/bench-narrate, or runs/bench-narrate-2, ...)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace the files of an earlier run in --out."),
 ) -> None:
     """Throughput (as fast as possible) and live latency (--realtime) of a narration run, in one go."""
 
     def run() -> int:
-        from agentkit.apps.narrator import run_narrator
+        from agentkit.apps.narrator import check_out, run_narrator
         from agentkit.benchmarks.report import Report, print_report
         from agentkit.config import NarratorConfig
 
         check_writable(json_out)
-        rows = []
+        base = out or fresh_dir(Path("runs/bench-narrate"))
         modes = [("offline", False)] + ([("realtime", True)] if realtime else [])
-        for mode, rt in modes:
-            cfg = NarratorConfig(source=source, policy=policy, realtime=rt, out=out / mode)
-            summary = asyncio.run(run_narrator(cfg, progress=True))
+        cfgs = [NarratorConfig(source=source, policy=policy, realtime=rt, out=base / mode) for mode, rt in modes]
+        for cfg in cfgs:  # both folders before the first run, not after it
+            check_out(cfg, replace=force)
+        rows = []
+        for (mode, _), cfg in zip(modes, cfgs, strict=True):
+            summary = asyncio.run(run_narrator(cfg, progress=True, replace=force))
             if summary.error:
                 fail(summary.error)
             if "stopped_by" in summary.metrics:

@@ -157,3 +157,77 @@ def test_second_signal_cancels_the_run_and_restores_the_default_handler():
     before = signal.getsignal(signal.SIGINT)
     asyncio.run(main())
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# -- 9. output folders: never mixed, never written into the recording being read -----------------------------
+
+
+def test_narrate_refuses_a_folder_holding_an_earlier_run_and_force_replaces_it(tiny_clip, tmp_path):
+    out = tmp_path / "run"
+    r = agentkit("narrate", str(tiny_clip), "--out", str(out), "--record", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    first = (out / "decisions.jsonl").read_bytes()
+    r = agentkit("narrate", str(tiny_clip), "--out", str(out), "--no-progress")
+    assert "--force" in one_line_error(r)  # was: exit 0, the old frames.mp4 and meta.json left beside new files
+    assert (out / "decisions.jsonl").read_bytes() == first and (out / "frames.mp4").exists()
+    r = agentkit("narrate", str(tiny_clip), "--out", str(out), "--no-progress", "--force")
+    assert r.returncode == 0, r.stderr
+    assert not (out / "frames.mp4").exists()  # nothing of the earlier run is left to be mistaken for this one
+    assert json.loads((out / "meta.json").read_text())["frames_recorded"] is False
+    assert len(read_jsonl(out / "decisions.jsonl")) == decode_all(out / "annotated.mp4")
+
+
+def test_force_keeps_the_earlier_run_when_the_new_source_does_not_open(tiny_clip, tmp_path):
+    out = tmp_path / "run"
+    assert agentkit("narrate", str(tiny_clip), "--out", str(out), "--no-progress").returncode == 0
+    before = (out / "decisions.jsonl").read_bytes()
+    r = agentkit("narrate", str(tmp_path / "missing.mp4"), "--out", str(out), "--force", "--no-progress")
+    assert "not found" in one_line_error(r)
+    assert (out / "decisions.jsonl").read_bytes() == before
+
+
+def test_without_out_each_run_gets_a_fresh_folder(tiny_clip, tmp_path):
+    for _ in range(2):
+        r = agentkit("narrate", str(tiny_clip), "--no-progress", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "runs" / "narrate" / "decisions.jsonl").exists()
+    assert (tmp_path / "runs" / "narrate-2" / "decisions.jsonl").exists()  # was: the first run overwritten
+    assert "runs/narrate-2" in r.stderr  # the summary line says where the outputs went
+
+
+def test_replay_never_writes_into_the_recording(tiny_clip, tmp_path):
+    rec = tmp_path / "rec"
+    assert agentkit("narrate", str(tiny_clip), "--out", str(rec), "--record", "--no-progress").returncode == 0
+    snapshot = {p.name: p.read_bytes() for p in rec.iterdir() if p.is_file()}
+    for out in (rec, rec / "sub", rec / "." / "sub" / ".."):
+        for force in ([], ["--force"]):
+            r = agentkit("replay", str(rec), "--out", str(out), *force)
+            assert "recording being read" in one_line_error(r)  # was: exit 0, the recording rewritten
+    assert {p.name: p.read_bytes() for p in rec.iterdir() if p.is_file()} == snapshot
+    assert not (rec / "sub").exists()
+    r = agentkit("replay", str(rec), "--out", str(tmp_path / "again"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_bench_detector_checks_its_outputs_before_running(tiny_clip, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "bench"
+    r = agentkit("bench", "detector", str(tiny_clip), "--out", str(out), "--sheet", str(tmp_path / "a-file" / "s.png"))
+    assert "a-file is a file" in one_line_error(r)
+    assert not (out / "decisions.jsonl").exists()  # was: the whole video processed, then a traceback
+    assert agentkit("bench", "detector", str(tiny_clip), "--out", str(out)).returncode == 0
+    r = agentkit("bench", "detector", str(tiny_clip), "--out", str(out))
+    assert "--force" in one_line_error(r)
+    assert agentkit("bench", "detector", str(tiny_clip), "--out", str(out), "--force").returncode == 0
+
+
+def test_bench_narrate_checks_every_output_before_the_first_run(tiny_clip, tmp_path):
+    out = tmp_path / "bench"
+    (out / "realtime").mkdir(parents=True)
+    (out / "realtime" / "metrics.json").write_text("{}")  # an earlier run's figures
+    r = agentkit("bench", "narrate", str(tiny_clip), "--out", str(out))
+    assert "--force" in one_line_error(r)
+    assert not (out / "offline" / "decisions.jsonl").exists()  # refused before the offline run, not after it
+    r = agentkit("bench", "narrate", str(tiny_clip), "--out", str(tmp_path / "b2"), "--json", str(out))
+    assert "is a folder" in one_line_error(r)
+    assert not (tmp_path / "b2" / "offline" / "decisions.jsonl").exists()
