@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
+import json
 import os
 import re
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -284,17 +290,26 @@ def test_websockets_are_blocked_off_the_allowlist(tmp_path: Path, servers: tuple
     assert any("/allowed" in line for line in allowed.lines)
 
 
-def _renderer_seccomp_modes() -> set[str]:
-    """Seccomp mode of every running Chromium renderer: "2" (filtered) when the sandbox is on, "0" when off."""
-    modes = set()
+def _renderer_seccomp_modes(root_pid: int | None = None) -> set[str]:
+    """Seccomp mode of the Chromium renderers under ``root_pid`` (default: this process): "2" (a
+    seccomp-bpf filter: the sandbox is on) or "0" (no sandbox)."""
+    parents: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"--type=renderer" in cmd and b"chromium" in cmd[0]:
-                status = (proc / "status").read_text()
-                modes.add(re.search(r"Seccomp:\s*(\d)", status).group(1))  # type: ignore[union-attr]
-        except (OSError, AttributeError):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    root = os.getpid() if root_pid is None else root_pid
+    modes = set()
+    for pid in parents:
+        up, seen = pid, 0
+        while up in parents and up != root and seen < 64:
+            up, seen = parents[up], seen + 1
+        if up != root or pid == root:
             continue
+        with contextlib.suppress(OSError, AttributeError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()  # Chromium rewrites argv into one string
+            if b"--type=renderer" in cmdline:
+                status = Path(f"/proc/{pid}/status").read_text()
+                modes.add(re.search(r"Seccomp:\s*(\d)", status).group(1))  # type: ignore[union-attr]
     return modes
 
 
@@ -307,17 +322,60 @@ def test_sandbox_mode_is_decided_and_recorded(tmp_path: Path) -> None:
             return b.sandboxed, b.sandbox_note, _renderer_seccomp_modes()
 
     sandboxed, note, modes = asyncio.run(run())
-    if os.geteuid() == 0:  # CI: Chromium cannot sandbox as root, and says so
+    if os.geteuid() == 0:  # CI: Chromium cannot sandbox as root, and the session says so
         assert sandboxed is False and "root" in note
-        assert "2" not in modes
+        assert modes == {"0"}
         with pytest.raises(SourceError, match="root"):
             asyncio.run(BrowserSession(BrowserConfig(sandbox="on")).start())
-    else:  # a normal user: the sandbox is kept, and the renderers run under seccomp-bpf
+    else:  # a normal user: the sandbox is kept, and the renderers run under a seccomp-bpf filter
         assert sandboxed is True
         assert modes == {"2"}
     assert sandbox_plan("off", euid=1000) == (False, "sandbox off (sandbox: off in the browser config)")
-    assert sandbox_plan("auto", euid=1000)[0] is True
+    assert sandbox_plan("auto", euid=1000) == (True, "sandboxed")
     assert sandbox_plan("auto", euid=0)[0] is False
+
+
+SANDBOX_CHECK = """
+import asyncio, json, os, sys
+sys.path.insert(0, os.environ["TEST_DIR"])
+from test_browser import _renderer_seccomp_modes
+from agentkit.envs.gui.browser import BrowserConfig, BrowserSession
+
+async def main():
+    async with BrowserSession(BrowserConfig(width=320, height=240)) as b:
+        await b.goto("data:text/html,<h1>hi</h1>")
+        await b.screenshot()
+        print(json.dumps([b.sandboxed, b.sandbox_note, sorted(_renderer_seccomp_modes())]))
+
+asyncio.run(main())
+"""
+
+
+def test_sandbox_is_kept_for_a_normal_user() -> None:
+    """Run as root (CI), the same code under the unprivileged user ``nobody`` keeps Chromium's sandbox."""
+    if os.geteuid() != 0:
+        pytest.skip("already a normal user: test_sandbox_mode_is_decided_and_recorded checks the sandbox")
+    python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"  # the venv's is under /root
+    if shutil.which("runuser") is None or not Path(python).exists():
+        pytest.skip(f"needs runuser and {python} to run as another user")
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    with tempfile.TemporaryDirectory() as home:
+        os.chown(home, 65534, 65534)  # nobody
+        env = {
+            "HOME": home,
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": f"{site}:{Path(__file__).resolve().parents[3]}",
+            "TEST_DIR": str(Path(__file__).resolve().parent),
+        }
+        cmd = ["runuser", "-u", "nobody", "--", "env", *[f"{k}={v}" for k, v in env.items()], python]
+        probe = subprocess.run([*cmd, "-c", "import agentkit.envs.gui.browser, playwright"], capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip(f"user nobody cannot import agentkit here: {probe.stderr.decode()[-200:]}")
+        res = subprocess.run([*cmd, "-c", SANDBOX_CHECK], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    sandboxed, note, modes = json.loads(res.stdout.strip().splitlines()[-1])
+    assert sandboxed is True and note == "sandboxed"
+    assert modes == ["2"]  # the renderers run under Chromium's seccomp-bpf sandbox
 
 
 # ---------------------------------------------------------------------------------------------------------
