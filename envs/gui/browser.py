@@ -114,7 +114,7 @@ class BrowserConfig(BaseModel):
         return hosts
 
 
-_HOST_RE = re.compile(r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*")
+_HOST_RE = re.compile(r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*")
 
 
 def host_resolver_rules(allow_hosts: list[str]) -> str:
@@ -132,10 +132,8 @@ def host_resolver_rules(allow_hosts: list[str]) -> str:
         host = host.lower()
         if host.startswith("."):
             rules += [f"EXCLUDE *{host}", f"EXCLUDE {host[1:]}"]
-        elif ":" in host and not host.startswith("["):
-            rules.append(f"EXCLUDE [{host}]")
         else:
-            rules.append(f"EXCLUDE {host}")
+            rules.append(f"EXCLUDE {host}")  # an IPv6 address without brackets, as Chromium matches it
     return ", ".join(rules)
 
 

@@ -21,8 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from agentkit.envs.gui.browser import BrowserConfig, BrowserSession, BrowserSource, sandbox_plan, url_allowed
+from agentkit.envs.gui.browser import (
+    BrowserConfig,
+    BrowserSession,
+    BrowserSource,
+    host_resolver_rules,
+    sandbox_plan,
+    url_allowed,
+)
 from agentkit.errors import SourceError, ToolError
 
 pytestmark = pytest.mark.browser
@@ -39,6 +47,13 @@ def test_url_allowed_rules(tmp_path: Path) -> None:
     assert not url_allowed("https://example.org.evil.com/", hosts, roots)
     assert not url_allowed("https://google.com/", hosts, roots)
     assert url_allowed("data:text/html,hi", hosts, roots)
+    # the DNS backstop: everything resolves to nothing except the allowed hosts
+    assert host_resolver_rules([*hosts, "::1"]) == (
+        "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE *.example.org, EXCLUDE example.org, EXCLUDE ::1"
+    )
+    for bad in ("http://example.org", "example.org:80", "a b", "x,MAP * 1.2.3.4"):
+        with pytest.raises(ValidationError, match="allow_hosts"):
+            BrowserConfig(allow_hosts=[bad])
 
 
 def _page(tmp_path: Path, body: str) -> str:
