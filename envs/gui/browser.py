@@ -189,7 +189,8 @@ class BrowserSession:
 
     Attributes:
         blocked: Every URL the allowlist stopped, in order (requests, popups, WebSockets, navigations).
-        popups: URLs of popups / new tabs the page opened (each closed at once; the agent has one page).
+        popups: URLs popups / new tabs were opened for; every popup is closed as soon as it appears (the
+            agent acts on one page), counted in ``popups_closed``.
         errors: What went wrong with the page itself (hangs, restarts, failed navigations), one line each.
         sandboxed: Whether Chromium runs with its sandbox (``None`` before :meth:`start`);
             ``sandbox_note`` says why.
@@ -206,6 +207,7 @@ class BrowserSession:
         self.name = name
         self.blocked: list[str] = []
         self.popups: list[str] = []
+        self.popups_closed = 0
         self.errors: list[str] = []
         self.crashes = 0
         self.hangs = 0
@@ -319,7 +321,13 @@ class BrowserSession:
         return url_allowed(url, self.config.allow_hosts, self.config.allow_file_roots)
 
     async def _route(self, route: Any) -> None:
-        url = route.request.url
+        request = route.request
+        url = request.url
+        if request.is_navigation_request():
+            try:
+                request.frame  # noqa: B018 - raises for the first navigation of a page not yet created
+            except Exception:
+                self.popups.append(url)  # a popup / new tab opened for this URL (closed when it appears)
         if self._allowed(url):
             await route.continue_()
         else:
@@ -342,9 +350,10 @@ class BrowserSession:
     def _on_new_page(self, page: Any) -> None:
         if page is self.page:
             return
-        # A popup / new tab. Its first request went through the context's route already (an off-list URL
-        # is in ``blocked`` and was never fetched); the agent acts on one page, so it is closed.
-        self.popups.append(page.url)
+        # A popup / new tab. Its first request went through the context's route already (its URL is in
+        # ``popups``; off the list, in ``blocked`` too, and never fetched); the agent acts on one page,
+        # so it is closed.
+        self.popups_closed += 1
         self._background(self._close_page(page))
 
     @staticmethod
@@ -378,7 +387,7 @@ class BrowserSession:
             if not self.alive:
                 continue  # a hung or crashed page waits for ensure_alive()
             with contextlib.suppress(Exception):
-                await self.screenshot(kind="screenshot")
+                await self.screenshot(kind="screenshot", mark_hung=False)  # the source's own one decides
 
     def _publish(self, image: np.ndarray, kind: str) -> Frame:
         now = time.monotonic()
@@ -484,12 +493,15 @@ class BrowserSession:
         except TimeoutError:
             raise ToolError(f"page did not answer within {timeout_s:g} s") from None
 
-    async def screenshot(self, kind: str = "screenshot", timeout_s: float | None = None) -> Frame:
+    async def screenshot(
+        self, kind: str = "screenshot", timeout_s: float | None = None, mark_hung: bool = True
+    ) -> Frame:
         """Take a screenshot now and publish it as the latest frame.
 
         Raises:
             ToolError: the page did not answer within ``timeout_s`` (default ``screenshot_timeout_s``);
-                the page is then marked unresponsive and :meth:`ensure_alive` restarts it.
+                the page is then marked unresponsive (unless ``mark_hung=False``) and
+                :meth:`ensure_alive` restarts it.
         """
         timeout_s = self.config.screenshot_timeout_s if timeout_s is None else timeout_s
         page = self.page
@@ -497,7 +509,7 @@ class BrowserSession:
             png = await asyncio.wait_for(page.screenshot(type="png"), timeout_s)
         except TimeoutError:
             reason = f"screenshot timed out after {timeout_s:g} s"
-            if page is self.page:  # not a page that was replaced meanwhile
+            if mark_hung and page is self.page:  # not a page that was replaced meanwhile
                 self.mark_unresponsive(reason)
             raise ToolError(f"page unresponsive: {reason}") from None
         self.screenshot_frames += 1

@@ -254,22 +254,24 @@ def test_popups_are_routed_by_the_allowlist_and_closed(tmp_path: Path, servers: 
         "document.getElementById('a').click();</script>",
     )
 
-    async def run() -> tuple[list[str], list[str], int]:
+    async def run() -> tuple[list[str], list[str], int, int]:
         cfg = BrowserConfig(width=320, height=240, allow_file_roots=[str(tmp_path)], allow_hosts=["127.0.0.1"])
         async with BrowserSession(cfg) as b:
             await b.goto(url)
             for _ in range(50):
-                if len(b.popups) >= 3 and len(b._context.pages) == 1:
+                if b.popups_closed >= 3 and len(b._context.pages) == 1:
                     break
                 await asyncio.sleep(0.1)
             await asyncio.sleep(0.3)
-            return list(b.blocked), list(b.popups), len(b._context.pages)
+            return list(b.blocked), list(b.popups), b.popups_closed, len(b._context.pages)
 
-    blocked, popups, pages = asyncio.run(run())
+    blocked, popups, closed, pages = asyncio.run(run())
     assert forbidden.lines == []  # the listener off the allowlist never saw a connection
-    assert f"{off}/popup" in blocked and f"{off}/new-tab" in blocked
+    assert sorted(blocked) == [f"{off}/new-tab", f"{off}/popup"]
     assert any("/allowed-popup" in line for line in allowed.lines)  # an allowed popup URL still loads
-    assert len(popups) == 3 and pages == 1  # every popup / new tab was closed: the agent keeps one page
+    allowed_popup = f"http://127.0.0.1:{allowed.port}/allowed-popup"
+    assert sorted(popups) == sorted([f"{off}/popup", f"{off}/new-tab", allowed_popup])
+    assert closed == 3 and pages == 1  # every popup / new tab was closed: the agent keeps one page
 
 
 def test_websockets_are_blocked_off_the_allowlist(tmp_path: Path, servers: tuple[Listener, Any]) -> None:
