@@ -8,11 +8,19 @@ valid, also after an error upstream, which is why the loop always calls it in a 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import IO, Any
 
+from agentkit.errors import AgentkitError
 from agentkit.types import ActionResult, Decision, Frame
+
+log = logging.getLogger(__name__)
+
+
+class JsonlError(AgentkitError):
+    """A JSON Lines file has a bad line before its end: it was edited or damaged, not cut by a killed writer."""
 
 
 class Sink:
@@ -53,15 +61,34 @@ class JsonlWriter:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSON Lines file, skipping a torn last line (from a killed writer) instead of failing."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
+    """Read a JSON Lines file of objects.
+
+    A torn *last* line (a writer killed mid-line) is skipped with a warning: everything before it is
+    complete. Any other bad line means the file is damaged, and reading on would silently use part of it.
+
+    Raises:
+        JsonlError: a line before the last is not a JSON object; the message names the file and the line.
+        OSError: the file cannot be read.
+    """
+    out: list[dict[str, Any]] = []
+    bad: tuple[int, str] | None = None  # the last bad line so far, forgiven only if nothing follows it
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
+            if bad is not None:
+                raise JsonlError(f"{path}:{bad[0]}: {bad[1]}; lines follow it, so the file is damaged, not cut short")
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:  # a line cut inside a multi-byte character, or binary garbage
+                bad = (n, "not UTF-8 text")
+                continue
+            except json.JSONDecodeError as e:
+                bad = (n, f"not valid JSON ({e.msg})")
+                continue
+            if not isinstance(obj, dict):
+                raise JsonlError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+            out.append(obj)
+    if bad is not None:
+        log.warning("%s:%d: skipped a torn last line (the writer was stopped mid-line)", path, bad[0])
     return out

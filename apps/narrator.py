@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -27,9 +28,10 @@ from types import TracebackType
 from typing import Any
 
 from agentkit.config import NarratorConfig
+from agentkit.errors import ConfigError
 from agentkit.loop import LoopConfig, RunSummary, StreamLoop
 from agentkit.metrics import StreamMetrics
-from agentkit.policy import make_policy
+from agentkit.policy import Policy, make_policy
 from agentkit.progress import ProgressSink
 from agentkit.recorder import Recorder, check_output_dir, remove_outputs
 from agentkit.sinks import Sink
@@ -151,11 +153,27 @@ def build_sinks(cfg: NarratorConfig, source: Source, progress: bool) -> list[Sin
     return sinks
 
 
-def build_policy(cfg: NarratorConfig):
+def build_policy(cfg: NarratorConfig) -> Policy:
+    """The policy ``cfg`` names, with ``--model`` and the policy arguments.
+
+    Raises:
+        ConfigError: a policy that needs a model got none (the message names ``--model``), or a bad
+            policy argument.
+        KeyError: an unknown policy name (with the known names).
+    """
     kwargs: dict[str, Any] = dict(cfg.policy_args)
     if cfg.model is not None:
         kwargs["model"] = cfg.model
-    return make_policy(cfg.policy, **kwargs)
+    try:
+        return make_policy(cfg.policy, **kwargs)
+    except (TypeError, ConfigError) as e:
+        # A model policy built without one fails in its constructor, with a TypeError (a required
+        # ``model`` argument) or its config's error; either way the CLI user needs to hear about --model.
+        if "model" not in kwargs and re.search(r"\bmodel\b", str(e)):
+            raise ConfigError(
+                f"--policy {cfg.policy} needs a model: pass --model PATH (a checkpoint folder or hub id)"
+            ) from None
+        raise
 
 
 def check_out(cfg: NarratorConfig, *, replace: bool = False) -> list[Path]:

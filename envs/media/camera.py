@@ -3,15 +3,20 @@
 Cameras come and go (USB unplugged, Wi-Fi camera rebooting), so a read failure triggers a reconnect with
 exponential back-off instead of ending the stream; only a camera that never opens, or stays gone for
 ``max_retries`` attempts, raises :class:`SourceError`.
+
+OpenCV's own log is silenced while a camera is probed: a missing device makes each of its backends print
+warnings (a dozen lines for ``camera:7`` on a machine without cameras) before our one clear error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import cv2
@@ -21,6 +26,24 @@ from agentkit.sources import Source
 from agentkit.types import Frame
 
 log = logging.getLogger(__name__)
+
+_quiet_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log (process-wide) for the duration, then restore its level."""
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is None or not hasattr(logging_api, "setLogLevel"):  # a build without cv2.utils.logging
+        yield
+        return
+    with _quiet_lock:  # two probes at once must not restore each other's level
+        level = logging_api.getLogLevel()
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+        try:
+            yield
+        finally:
+            logging_api.setLogLevel(level)
 
 
 class CameraSource(Source):
@@ -66,8 +89,10 @@ class CameraSource(Source):
         return f"camera stream {self.device}"
 
     def _open_blocking(self) -> Any:
-        cap = self._factory(self.device)
-        if not cap.isOpened():
+        with quiet_opencv():  # a failed probe is reported once, by us, with the devices present
+            cap = self._factory(self.device)
+            opened = cap.isOpened()
+        if not opened:
             cap.release()
             return None
         if self.width:

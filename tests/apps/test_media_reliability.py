@@ -231,3 +231,45 @@ def test_bench_narrate_checks_every_output_before_the_first_run(tiny_clip, tmp_p
     r = agentkit("bench", "narrate", str(tiny_clip), "--out", str(tmp_path / "b2"), "--json", str(out))
     assert "is a folder" in one_line_error(r)
     assert not (tmp_path / "b2" / "offline" / "decisions.jsonl").exists()
+
+
+# -- 10. one clear line for bad input: a damaged recording, a missing camera, a model policy without --model --
+
+
+def test_replay_of_a_damaged_recording_names_the_file_and_line(tiny_clip, tmp_path):
+    rec = tmp_path / "rec"
+    assert agentkit("narrate", str(tiny_clip), "--out", str(rec), "--record", "--no-progress").returncode == 0
+    lines = (rec / "decisions.jsonl").read_text().splitlines()
+    lines[9] = lines[9][: len(lines[9]) // 2]  # a line cut in the middle of the file
+    (rec / "decisions.jsonl").write_text("\n".join(lines) + "\n")
+    r = agentkit("replay", str(rec), "--out", str(tmp_path / "again"))
+    line = one_line_error(r)  # was: exit 0, replayed with the first 9 decisions only
+    assert f"{rec / 'decisions.jsonl'}:10:" in line
+
+
+def test_a_missing_camera_prints_exactly_one_line(tmp_path):
+    r = agentkit("narrate", "camera:7", "--out", str(tmp_path / "o"), "--no-progress")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [one_line_error(r)]  # was: a dozen OpenCV warnings first
+    assert "cannot open camera 7" in r.stderr
+
+
+def test_a_model_policy_without_model_names_the_option(tmp_path):
+    pytest.importorskip("transformers")
+    r = agentkit("narrate", "test-pattern", "--policy", "vlm", "--out", str(tmp_path / "o"), "--no-progress")
+    assert "--model" in one_line_error(r)  # was: a Python TypeError
+
+
+def test_build_policy_turns_a_missing_model_argument_into_one_line(monkeypatch):
+    from agentkit.apps import narrator
+    from agentkit.config import NarratorConfig
+    from agentkit.errors import ConfigError
+
+    def needs_model(name, **kwargs):
+        raise TypeError("VLMPolicy.__init__() missing 1 required positional argument: 'model'")
+
+    monkeypatch.setattr(narrator, "make_policy", needs_model)
+    with pytest.raises(ConfigError, match="--policy vlm needs a model: pass --model PATH"):
+        narrator.build_policy(NarratorConfig(policy="vlm"))
+    with pytest.raises(TypeError):  # with a model given, a TypeError is a bug to show, not a usage error
+        narrator.build_policy(NarratorConfig(policy="vlm", model="x"))
