@@ -25,13 +25,15 @@ from agentkit.recorder import Recorder
 from agentkit.sinks import Sink
 from agentkit.types import Decision, Frame
 
+DEFAULT_TASK = "put the block on the target"  # when neither the user nor the world gives an instruction
+
 
 class LiveConfig(BaseModel):
     """One ``agentkit robot`` run."""
 
     model_config = ConfigDict(extra="forbid")
 
-    task: str = "put the block on the target"
+    task: str | None = None  # None: the world's own instruction (fetch-multi), else DEFAULT_TASK
     policy: str = "pixels"
     source: str | None = None  # mqtt://host:port/name, else an in-process simulation
     seed: int = 0
@@ -94,15 +96,16 @@ async def run_live(cfg: LiveConfig, sinks: list[Sink] | None = None) -> dict[str
         async def outcome() -> Any:
             return sim.state()
 
+    task = cfg.task or str((await outcome()).get("instruction") or "") or DEFAULT_TASK
     if cfg.video:
         sinks.append(AnnotatedVideoSink(cfg.video, fps=cfg.fps, hold_response=True, point_labels=POINT_LABELS))
     recorder = None
     if cfg.record:
-        recorder = Recorder(cfg.record, fps=cfg.fps, meta={"app": "robot", "task": cfg.task, "policy": cfg.policy})
+        recorder = Recorder(cfg.record, fps=cfg.fps, meta={"app": "robot", "task": task, "policy": cfg.policy})
     loop = StreamLoop(
         source, policy, toolbox=toolbox, sinks=sinks, recorder=recorder, config=LoopConfig(duration_s=cfg.duration_s)
     )
-    loop.instruct(cfg.task, 0.0)
+    loop.instruct(task, 0.0)
     loop.sinks.append(_StopWhenDone(loop))
     t0 = time.monotonic()
     try:
@@ -118,7 +121,7 @@ async def run_live(cfg: LiveConfig, sinks: list[Sink] | None = None) -> dict[str
                 await res
         policy.close()
     return {
-        "task": cfg.task,
+        "task": task,
         "policy": POLICIES.get(cfg.policy, cfg.policy),
         "success": bool(state.get("success")),
         "state": state,

@@ -85,6 +85,15 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def _row(r: EpisodeResult) -> dict[str, Any]:
+    """One episode's row; a world with several blocks adds their number and the episode's instruction."""
+    row: dict[str, Any] = {"seed": r.seed, "success": r.success, "steps": r.steps, "decisions": r.decisions}
+    if "blocks" in r.extra:
+        row["blocks"] = r.extra["blocks"]
+        row["instruction"] = r.instruction
+    return row
+
+
 def summarize(results: list[EpisodeResult], config: dict[str, Any] | None = None) -> Report:
     """The report: overall success, steps and seconds; one row per seed."""
     n = len(results)
@@ -103,7 +112,7 @@ def summarize(results: list[EpisodeResult], config: dict[str, Any] | None = None
     ]
     if rtt:
         overall["frame_to_action_ms"] = _percentiles(rtt)
-    rows = [{"seed": r.seed, "success": r.success, "steps": r.steps, "decisions": r.decisions} for r in results]
+    rows = [_row(r) for r in results]
     episodes = [r.to_dict() for r in results]
     return Report(benchmark="robot", overall=overall, rows=rows, episodes=episodes, config=dict(config or {}))
 

@@ -28,7 +28,8 @@ def _eval(env: str, json_out: Path | None, video_episodes: str, **kw: object) ->
         cfg = validate(EvalConfig, {"env": env, "video_episodes": parse_indices(video_episodes), **kw}, "(options)")
         with EpisodeProgress(f"{env} {cfg.policy}", cfg.episodes) as bar:
             report = asyncio.run(evaluate(cfg, bar.update))
-        print_report(report, ("seed", "success", "steps", "decisions"))
+        multi = bool(report.rows) and "blocks" in report.rows[0]  # several blocks: which one, by instruction
+        print_report(report, ("seed", "success", "steps", "decisions") + (("blocks", "instruction") if multi else ()))
         if json_out:
             report.write(json_out)
         typer.echo(json.dumps(report.overall))
@@ -40,6 +41,7 @@ def _eval(env: str, json_out: Path | None, video_episodes: str, **kw: object) ->
 @eval_app.command("fetch")
 def eval_fetch(
     policy: str = typer.Option("pixels", help="expert | pixels | vlm (or a registered policy name)"),
+    env: str = typer.Option("fetch", help="fetch (one block) | fetch-multi (2-4 blocks, an instruction names one)"),
     episodes: int = typer.Option(50, help="number of seeded episodes"),
     seed: int = typer.Option(0, help="first seed; episode i uses seed+i"),
     record: Path | None = typer.Option(None, help="folder for eval.json and the videos"),
@@ -51,7 +53,7 @@ def eval_fetch(
 ) -> None:
     """Success rate, steps and seconds per episode of a policy on FetchPickAndPlace-v4 (MuJoCo)."""
     _eval(
-        "fetch",
+        env,
         policy=policy,
         episodes=episodes,
         seed=seed,
@@ -92,7 +94,9 @@ def eval_panda(
 
 @app.command("robot")
 def robot(
-    task: str = typer.Option("put the block on the target", help="the instruction given to the policy"),
+    task: str | None = typer.Option(
+        None, help="the instruction given to the policy (default: the world's own, else 'put the block on the target')"
+    ),
     policy: str = typer.Option("pixels", help="expert | pixels | vlm"),
     source: str | None = typer.Option(None, help="mqtt://host:port/name of a robot node (default: in-process sim)"),
     seed: int = typer.Option(0, help="episode seed"),
@@ -102,7 +106,7 @@ def robot(
     record: Path | None = typer.Option(None, help="recording folder (frames.mp4, decisions.jsonl, actions.jsonl)"),
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
     realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
-    env: str = typer.Option("fetch", help="in-process world: fetch (MuJoCo) | panda (PyBullet)"),
+    env: str = typer.Option("fetch", help="in-process world: fetch | fetch-multi (MuJoCo) | panda (PyBullet)"),
 ) -> None:
     """Run a robot policy live on a robot camera stream (fetch, panda, or a node over MQTT), annotated video."""
 
@@ -133,7 +137,7 @@ def robot(
 
 @app.command("robot-node")
 def robot_node(
-    env: str = typer.Option("fetch", help="the simulated robot: fetch (MuJoCo) | panda (PyBullet)"),
+    env: str = typer.Option("fetch", help="the simulated robot: fetch | fetch-multi (MuJoCo) | panda (PyBullet)"),
     broker: str = typer.Option("mqtt://127.0.0.1:1883", help="mqtt://host:port of the broker"),
     name: str = typer.Option("r1", help="robot name: topics agentkit/<name>/..."),
     fps: float = typer.Option(15.0, help="camera frames per second"),
