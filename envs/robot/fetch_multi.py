@@ -17,9 +17,11 @@ Per episode, everything follows from the seed (``env.np_random`` after gymnasium
 of blocks, their colours, shapes and positions (on the table, inside the region where the stock Fetch
 task puts its block, at least ``MIN_GAP`` apart so the open fingers fit between them), which one is named,
 the instruction's wording, and the target (the stock distribution — on the table or up to 45 cm in the air
-— kept ``MIN_GAP`` away from every block in the plane). Unused bodies are parked on the floor behind the
-camera and hidden. Success is the *named* block within 5 cm of the target; ``object_pos`` is the named
-block, so code written for the single-block world keeps working.
+— kept ``MIN_GAP`` away from every block in the plane, inside the image and never in front of a block in
+it). Visibility is checked with the camera at 320x240, so a seed gives the same scene at any render size.
+Unused bodies are parked on the floor behind the camera and hidden. Success is the *named* block within
+5 cm of the target; ``object_pos`` is the named block, so code written for the single-block world keeps
+working.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from agentkit.envs.robot.fetch import (
     OBJECT_HALF,
     SUCCESS_DISTANCE,
     FetchSim,
+    PinholeCamera,
     Workspace,
 )
 from agentkit.errors import ConfigError, SourceError
@@ -56,6 +59,9 @@ TARGET_COLOUR = "magenta"  # no block has it (the single-block world's target is
 TARGET_RGBA = (0.85, 0.05, 0.85, 1.0)
 MIN_GAP = 0.11  # metres between block centres (and target to block), in the table plane: open fingers fit
 GRIPPER_CLEAR = 0.10  # blocks start this far (in the plane) from the gripper's start, as in the stock task
+VIEW = (320, 240)  # scenes are checked for visibility at this size, so a seed gives one scene at any render size
+EDGE_PX = 8  # a block's top stays this far inside the image
+TARGET_RADIUS = 0.02  # the target0 sphere
 PARK = np.array([2.6, 0.30, OBJECT_HALF])  # unused blocks: on the floor behind the camera, hidden, 10 cm apart
 TEMPLATES = (
     "put the {block} on the target",
@@ -134,6 +140,16 @@ def _scene_xml(assets: Path) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def _inside(view: PinholeCamera, xyz: np.ndarray, margin_px: float) -> bool:
+    """``xyz`` projects into ``view`` at least ``margin_px`` from every edge."""
+    try:
+        pt, _ = view.project(xyz)
+    except ValueError:
+        return False
+    u, v = pt.x * view.width, pt.y * view.height
+    return margin_px <= u <= view.width - margin_px and margin_px <= v <= view.height - margin_px
+
+
 class FetchMultiSim(FetchSim):
     """Fetch with 2-4 coloured cubes/cylinders and a seeded instruction naming the one to put on the target.
 
@@ -143,9 +159,9 @@ class FetchMultiSim(FetchSim):
 
     Example:
         >>> sim = FetchMultiSim()
-        >>> sim.reset(seed=5000)
-        >>> sim.instruction
-        'put the green cylinder on the target'
+        >>> _ = sim.reset(seed=5002)
+        >>> sim.instruction, [(b.colour, b.shape) for b in sim.blocks]
+        ('put the yellow cylinder on the target', [('yellow', 'cylinder'), ('blue', 'cylinder')])
     """
 
     name = "fetch-multi"
@@ -251,8 +267,9 @@ class FetchMultiSim(FetchSim):
         template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
         self.instruction = template.format(block=f"{self.named.colour} {words}")
         centre = np.asarray(env.initial_gripper_xpos[:2], dtype=float)
-        xy = self._layout(rng, centre, n)
-        goal = self._goal(rng, centre, xy)
+        view = self._view()
+        xy = self._layout(rng, centre, n, view)
+        goal = self._goal(rng, centre, xy, view)
         # positions: every block on the table (z from the stock task's height_offset), the rest parked
         data = self.data
         for i in range(MAX_BLOCKS):
@@ -272,14 +289,24 @@ class FetchMultiSim(FetchSim):
         self._sync_target()
         return obs
 
-    @staticmethod
-    def _layout(rng: np.random.Generator, centre: np.ndarray, n: int, obj_range: float = 0.15) -> np.ndarray:
-        """``n`` block positions in the stock task's region, ``MIN_GAP`` apart and clear of the gripper."""
+    def _view(self) -> PinholeCamera:
+        """The fixed camera at the canonical ``VIEW`` size."""
+        cam = self.camera
+        return PinholeCamera(VIEW[0], VIEW[1], cam.fovy_deg, cam.R_wc, cam.t_wc)
+
+    def _top(self, xy: np.ndarray) -> np.ndarray:
+        """Centre of the top face of a block resting at ``xy``."""
+        return np.array([*xy, self.env.height_offset + OBJECT_HALF])
+
+    def _layout(
+        self, rng: np.random.Generator, centre: np.ndarray, n: int, view: PinholeCamera, obj_range: float = 0.15
+    ) -> np.ndarray:
+        """``n`` block positions in the stock task's region, ``MIN_GAP`` apart, clear of the gripper, in view."""
         for _ in range(1000):
             pts: list[np.ndarray] = []
             for _ in range(200):
                 p = centre + rng.uniform(-obj_range, obj_range, size=2)
-                if np.linalg.norm(p - centre) < GRIPPER_CLEAR:
+                if np.linalg.norm(p - centre) < GRIPPER_CLEAR or not _inside(view, self._top(p), EDGE_PX):
                     continue
                 if all(np.linalg.norm(p - q) >= MIN_GAP for q in pts):
                     pts.append(p)
@@ -288,15 +315,31 @@ class FetchMultiSim(FetchSim):
         raise SourceError(f"fetch-multi: could not place {n} blocks {MIN_GAP} m apart")  # pragma: no cover
 
     def _goal(
-        self, rng: np.random.Generator, centre: np.ndarray, xy: np.ndarray, target_range: float = 0.15
+        self,
+        rng: np.random.Generator,
+        centre: np.ndarray,
+        xy: np.ndarray,
+        view: PinholeCamera,
+        target_range: float = 0.15,
     ) -> np.ndarray:
-        """The stock goal distribution (table or up to 45 cm above it), ``MIN_GAP`` from all blocks in the plane."""
+        """The stock goal distribution (table or up to 45 cm above it), ``MIN_GAP`` from all blocks in the plane,
+        in view, and never in front of a block in the image (a floating target could hide it)."""
         env = self.env
+        f = view.focal
+        tops = [view.project(self._top(p)) for p in xy]
         for _ in range(1000):
             goal = np.array([*(centre + rng.uniform(-target_range, target_range, size=2)), env.height_offset])
             if rng.uniform() < 0.5:
                 goal[2] += rng.uniform(0, 0.45)
-            if all(np.linalg.norm(goal[:2] - p) >= MIN_GAP for p in xy):
+            if any(np.linalg.norm(goal[:2] - p) < MIN_GAP for p in xy) or not _inside(view, goal, EDGE_PX):
+                continue
+            pt, depth = view.project(goal)
+            clear = all(
+                np.hypot((pt.x - q.x) * view.width, (pt.y - q.y) * view.height)
+                > f * TARGET_RADIUS / depth + f * 1.6 * OBJECT_HALF / d + 2
+                for q, d in tops
+            )
+            if clear:
                 return goal
         raise SourceError("fetch-multi: could not place the target clear of the blocks")  # pragma: no cover
 
