@@ -156,6 +156,20 @@ def sandbox_plan(mode: str, euid: int | None = None) -> tuple[bool, str]:
     return True, "sandboxed"
 
 
+_NO_WEBRTC_JS = """(() => {
+  for (const name of ["RTCPeerConnection", "webkitRTCPeerConnection"]) {
+    if (!(name in globalThis)) continue;
+    const blocked = function (config) {
+      const servers = (config && config.iceServers) || [];
+      const urls = servers.flatMap((s) => [].concat((s && (s.urls || s.url)) || []));
+      try { globalThis.__agentkitBlocked("webrtc:" + (urls.join(" ") || "(no ICE servers)")); } catch (e) {}
+      throw new DOMException("WebRTC is blocked by the agentkit allowlist", "NotAllowedError");
+    };
+    Object.defineProperty(globalThis, name, {value: blocked, writable: false, configurable: false});
+  }
+})();"""
+
+
 def url_allowed(url: str, allow_hosts: list[str], allow_file_roots: list[str]) -> bool:
     """Whether ``url`` may load under the allowlist (``data:``/``about:`` always may)."""
     parsed = urlparse(url)
@@ -285,6 +299,10 @@ class BrowserSession:
         # Routes on the context, not the page: popups, new tabs and workers are covered too.
         await self._context.route("**/*", self._route)
         await self._context.route_web_socket(lambda _url: True, self._route_web_socket)
+        # WebRTC sends UDP straight to any STUN/TURN address (no request to intercept, IP literals skip
+        # DNS): the constructors are replaced in every frame by ones that report and refuse.
+        await self._context.expose_binding("__agentkitBlocked", self._on_blocked_binding)
+        await self._context.add_init_script(_NO_WEBRTC_JS)
         self.page = await self._context.new_page()
         self._context.on("page", self._on_new_page)  # after new_page: only pages the page itself opens
         self.page.set_default_timeout(cfg.nav_timeout_s * 1000)
@@ -340,6 +358,9 @@ class BrowserSession:
         else:
             self.blocked.append(ws.url)
             await ws.close(code=1008, reason="blocked by the allowlist")
+
+    def _on_blocked_binding(self, _source: Any, what: Any) -> None:
+        self.blocked.append(str(what)[:500])
 
     def _on_websocket(self, ws: Any) -> None:
         # A WebSocket that ``route_web_socket`` did not see (opened by a worker): the DNS backstop keeps

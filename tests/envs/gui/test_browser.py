@@ -307,6 +307,40 @@ def test_websockets_are_blocked_off_the_allowlist(tmp_path: Path, servers: tuple
     assert any("/allowed" in line for line in allowed.lines)
 
 
+def test_webrtc_is_blocked(tmp_path: Path) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a STUN/TURN "server" off the allowlist
+    udp.bind(("127.0.0.2", 0))
+    udp.settimeout(0.2)
+    stun = f"stun:127.0.0.2:{udp.getsockname()[1]}"
+    ice = f"{{iceServers: [{{urls: '{stun}'}}]}}"
+    url = _page(
+        tmp_path,
+        "<script>window.errors = [];"
+        "function offer(PC) { try { const pc = new PC(" + ice + "); pc.createDataChannel('x');"
+        " pc.createOffer().then((o) => pc.setLocalDescription(o)); } catch (e) { errors.push(e.name); } }"
+        "offer(RTCPeerConnection);"
+        "const f = document.createElement('iframe'); document.body.appendChild(f);"
+        "offer(f.contentWindow.RTCPeerConnection);</script>",
+    )
+
+    async def run() -> tuple[list[str], list[str]]:
+        async with BrowserSession(BrowserConfig(width=320, height=240, allow_file_roots=[str(tmp_path)])) as b:
+            await b.goto(url)
+            await asyncio.sleep(2.0)
+            return list(b.blocked), list(await b.evaluate("() => errors"))
+
+    try:
+        blocked, errors = asyncio.run(run())
+        packets = 0
+        with contextlib.suppress(OSError):
+            while udp.recv(2048):
+                packets += 1
+    finally:
+        udp.close()
+    assert packets == 0  # before: STUN binding requests reached the listener
+    assert blocked == [f"webrtc:{stun}"] * 2 and errors == ["NotAllowedError"] * 2
+
+
 def _renderer_seccomp_modes(root_pid: int | None = None) -> set[str]:
     """Seccomp mode of the Chromium renderers under ``root_pid`` (default: this process): "2" (a
     seccomp-bpf filter: the sandbox is on) or "0" (no sandbox)."""
