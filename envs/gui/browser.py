@@ -6,14 +6,15 @@ stream loop) needs the same four things from a browser, done once and carefully:
 * **Frames** from a CDP screencast (``Page.startScreencast``; every frame is acknowledged with
   ``Page.screencastFrameAck`` or Chromium stops sending), plus periodic screenshots because a static page
   sends no screencast frames at all. Frames become :class:`agentkit.types.Frame` (RGB uint8).
-* **A URL allowlist**, in three layers (see ``docs/browser.md``): request interception on the whole
-  browser context (``context.route("**/*")``, so popups, iframes and workers are covered, not only the
-  first page), WebSocket interception (``context.route_web_socket``), and a browser-wide DNS backstop
-  (``--host-resolver-rules``: every host off the list resolves to nothing, so what interception cannot
-  see - a WebSocket opened by a worker, a ``preconnect`` - cannot connect either). Task pages under the
-  allowed ``file://`` roots and the configured hosts pass; every other attempt that is seen (request,
-  popup, WebSocket) is aborted and appended to :attr:`BrowserSession.blocked`. Popups and new tabs are
-  closed as soon as they open (the agent acts on one page) and listed in :attr:`BrowserSession.popups`.
+* **A URL allowlist** in layers (see ``docs/browser.md``): request interception on the whole browser
+  context (``context.route("**/*")``, so popups, new tabs, iframes and workers are covered, not only the
+  first page); WebSocket interception (``context.route_web_socket``); WebRTC refused in every frame;
+  service workers blocked; and a browser-wide DNS backstop (``--host-resolver-rules``: every host off the
+  list resolves to nothing, so what interception cannot see, such as a WebSocket opened by a worker,
+  cannot connect either). Task pages under the allowed ``file://`` roots and the configured hosts pass;
+  every other attempt seen (request, popup, WebSocket, WebRTC) is aborted and appended to
+  :attr:`BrowserSession.blocked`. Popups and new tabs are closed as soon as they open (the agent acts on
+  one page); the URLs they were opened for are in :attr:`BrowserSession.popups`.
 * **Recovery**: a crashed page, a dead browser, or a page whose script hangs (a screenshot that times
   out) is detected and restarted by :meth:`BrowserSession.ensure_alive`; each is recorded in
   :attr:`BrowserSession.errors`. Navigation waits for ``DOMContentLoaded`` plus a bounded settle for
@@ -121,7 +122,7 @@ def host_resolver_rules(allow_hosts: list[str]) -> str:
     """Chromium ``--host-resolver-rules`` that resolve every host off ``allow_hosts`` to nothing.
 
     The DNS backstop of the allowlist: it also stops connections that request interception never sees
-    (a WebSocket opened by a worker, ``<link rel=preconnect>``). IP literals are matched too.
+    (a WebSocket opened by a worker). IP literals are matched too.
 
     Example:
         >>> host_resolver_rules(["127.0.0.1", ".example.org"])
