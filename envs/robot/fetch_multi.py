@@ -238,6 +238,9 @@ class FetchMultiSim(FetchSim):
             for g in self.block_geoms[name].values():
                 m.geom_matid[g] = -1
         m.site_rgba[self.target_site] = TARGET_RGBA
+        # gymnasium-robotics sizes the offscreen buffer to its own 480x480 default: let any render size fit
+        m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), self.width)
+        m.vis.global_.offheight = max(int(m.vis.global_.offheight), self.height)
         self._show(None)
 
     def _show(self, layout: dict[str, Block] | None) -> None:
