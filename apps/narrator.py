@@ -2,13 +2,15 @@
 
 Thin wiring only: every part lives in its own module and is chosen by config.
 
-Stopping: SIGTERM (what systemd, Docker and Kubernetes send) and SIGINT (Ctrl-C) both end the stream after
-the frame in progress; every sink then closes in the loop's ``finally`` (videos get their index, speech its
-timeline track, the recording its ``meta.json``) and ``metrics.json`` is written, so a stopped run is as
-complete as one that reached the end of its source. A second signal also cancels the frame in progress and
-running actions (files are still closed); after it the default handlers are back, so a third one kills
-the process at once. The signal is reported in ``RunSummary.metrics["stopped_by"]``; the CLI exits with
-128 + its number (130 for SIGINT, 143 for SIGTERM).
+Stopping: once the source is open, SIGTERM (what systemd, Docker and Kubernetes send) and SIGINT (Ctrl-C)
+both end the stream after the frame in progress; every sink then closes in the loop's ``finally`` (videos
+get their index, speech its timeline track, the recording its ``meta.json``) and ``metrics.json`` is
+written, so a stopped run is as complete as one that reached the end of its source. A second signal also
+cancels the frame in progress and running actions (files are still closed); after it the default handlers
+are back, so a third one kills the process at once. The signal is reported in
+``RunSummary.metrics["stopped_by"]``; the CLI exits with 128 + its number (130 for SIGINT, 143 for
+SIGTERM). Before the source is open (a model loading, a camera being probed) no file is open yet and the
+signals keep their default effect.
 
 Output folder: checked before anything starts (:func:`check_out`). A run never writes into the recording it
 reads, and never mixes its files with an earlier run's: a folder holding any of :data:`OUTPUT_NAMES` is
@@ -199,15 +201,15 @@ async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None, rep
         SourceError: the source cannot be opened.
     """
     earlier = check_out(cfg, replace=replace)
-    with StopOnSignal() as stopper:
-        try:
-            summary = await _run(cfg, progress, stopper, earlier)
-        except asyncio.CancelledError:
-            if not stopper.forced:
-                raise
-            _uncancel()  # our own cancel (a second signal): the loop closed every sink on its way out
-            stream = stopper.target
-            summary = RunSummary((stream.metrics if stream is not None else StreamMetrics()).summary())
+    stopper = StopOnSignal()
+    try:
+        summary = await _run(cfg, progress, stopper, earlier)
+    except asyncio.CancelledError:
+        if not stopper.forced:
+            raise
+        _uncancel()  # our own cancel (a second signal): the loop closed every sink on its way out
+        stream = stopper.target
+        summary = RunSummary((stream.metrics if stream is not None else StreamMetrics()).summary())
     if stopper.received is not None:
         summary.metrics["stopped_by"] = stopper.received.name
     _write_metrics(cfg, summary)
@@ -226,26 +228,29 @@ async def _run(cfg: NarratorConfig, progress: bool | None, stopper: StopOnSignal
     from agentkit.tools.narration.console import NarrateTool
 
     try:
+        # Signals are ours only while files are open: until then (loading a model, opening a camera) Ctrl-C
+        # interrupts at once and SIGTERM ends the process, with nothing half-written to lose.
         async with source:
-            remove_outputs(earlier)  # the source opened: now the earlier run's files may go
-            sinks = build_sinks(cfg, source, sys.stderr.isatty() if progress is None else progress)
-            recorder = Recorder(
-                cfg.out,
-                frames=cfg.outputs.record_frames,
-                fps=source.fps or 10.0,
-                meta={"source": cfg.source, "policy": cfg.policy, "model": cfg.model},
-            )
-            loop = StreamLoop(
-                source,
-                policy,
-                toolbox=ToolBox([NarrateTool()]),
-                sinks=sinks,
-                gate=gate,
-                recorder=recorder,
-                config=LoopConfig(max_frames=cfg.max_frames, duration_s=cfg.duration_s),
-            )
-            stopper.attach(loop)
-            return await loop.run()
+            with stopper:
+                remove_outputs(earlier)  # the source opened: now the earlier run's files may go
+                sinks = build_sinks(cfg, source, sys.stderr.isatty() if progress is None else progress)
+                recorder = Recorder(
+                    cfg.out,
+                    frames=cfg.outputs.record_frames,
+                    fps=source.fps or 10.0,
+                    meta={"source": cfg.source, "policy": cfg.policy, "model": cfg.model},
+                )
+                loop = StreamLoop(
+                    source,
+                    policy,
+                    toolbox=ToolBox([NarrateTool()]),
+                    sinks=sinks,
+                    gate=gate,
+                    recorder=recorder,
+                    config=LoopConfig(max_frames=cfg.max_frames, duration_s=cfg.duration_s),
+                )
+                stopper.attach(loop)
+                return await loop.run()
     finally:
         policy.close()
 
