@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from agentkit.apps.cli.common import fail, run_guarded
+from agentkit.apps.cli.common import check_writable, fail, run_guarded
 from agentkit.apps.cli.groups import app, bench_app, verify_app
 from agentkit.policies.vlm.architectures import ARCH_NAMES
 
@@ -69,6 +69,7 @@ def build_tiny_cmd(
 
         _quiet_transformers()
         _check_arch(arch)
+        check_writable(json_out)
         if size not in SIZES:
             fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
         from agentkit.policies.vlm.decide import STATE_TOKEN_SETS
