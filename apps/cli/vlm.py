@@ -69,7 +69,6 @@ def build_tiny_cmd(
 
         _quiet_transformers()
         _check_arch(arch)
-        check_writable(json_out)
         if size not in SIZES:
             fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
         from agentkit.policies.vlm.decide import STATE_TOKEN_SETS
@@ -111,6 +110,7 @@ def bench_stream(
         from agentkit.policies.vlm.build import SIZES
 
         _check_arch(arch)
+        check_writable(json_out)
         _quiet_transformers()
         if size not in SIZES:
             fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
