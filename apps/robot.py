@@ -23,6 +23,7 @@ from agentkit.errors import ConfigError
 from agentkit.loop import LoopConfig, StreamLoop
 from agentkit.recorder import Recorder
 from agentkit.sinks import Sink
+from agentkit.transport.mqtt.auth import MqttAuth
 from agentkit.types import Decision, Frame
 
 DEFAULT_TASK = "put the block on the target"  # when neither the user nor the world gives an instruction
@@ -35,7 +36,8 @@ class LiveConfig(BaseModel):
 
     task: str | None = None  # None: the world's own instruction (fetch-multi), else DEFAULT_TASK
     policy: str = "pixels"
-    source: str | None = None  # mqtt://host:port/name, else an in-process simulation
+    source: str | None = None  # mqtt[s]://host:port/name, else an in-process simulation
+    mqtt: MqttAuth | None = None  # login and TLS for --source (None: AGENTKIT_MQTT_* environment)
     seed: int = 0
     fps: float = Field(10.0, gt=0)
     duration_s: float = Field(30.0, gt=0)
@@ -70,7 +72,7 @@ async def run_live(cfg: LiveConfig, sinks: list[Sink] | None = None) -> dict[str
         from agentkit.tools.robot import remote_robot_toolbox
         from agentkit.transport.mqtt.source import MqttSource
 
-        source: Any = MqttSource(cfg.source, privileged=policy.privileged)
+        source: Any = MqttSource(cfg.source, privileged=policy.privileged, auth=cfg.mqtt)
         await source.open()
         closers.append(source.close)
         await source.link.wait_online()
@@ -143,29 +145,45 @@ async def serve_node(
     realtime: float = 1.0,
     stop: asyncio.Event | None = None,
     env: str = "fetch",
+    auth: MqttAuth | None = None,
 ) -> None:
-    """Run a robot node (``fetch`` or ``panda``) on ``broker`` until cancelled, SIGTERM, or ``stop`` is set."""
+    """Run a robot node (``fetch`` or ``panda``) on ``broker`` until cancelled, SIGTERM, or ``stop`` is set.
+
+    ``broker`` is ``mqtt://host:port`` or ``mqtts://host:port`` (TLS); ``name`` (1-64 of ``A-Z a-z 0-9 _ -``)
+    overrides a name in the address; ``auth`` is the login and TLS files (``None``: from the
+    ``AGENTKIT_MQTT_*`` environment).
+
+    Raises:
+        ConfigError: a bad address, name or TLS/password file.
+        NodeFailed: a node task kept failing or the broker refused the login; the robot's retained status
+            says offline, and the CLI exits non-zero.
+    """
     from agentkit.envs.robot.arm import RobotArm
     from agentkit.envs.robot.worlds import make_sim
     from agentkit.tools.robot import robot_toolbox
+    from agentkit.transport.mqtt.auth import resolve_auth
     from agentkit.transport.mqtt.node import RobotNode
     from agentkit.transport.mqtt.wire import parse_spec
 
     try:
         spec = parse_spec(broker, name=name)
+        if name and spec.name != name:
+            spec = spec.with_name(name)
     except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if spec.name != name and name:
-        spec = type(spec)(spec.host, spec.port, name)
+        raise ConfigError(f"--broker/--name: {e}") from None
+    auth = resolve_auth(auth)
+    auth.client_options(spec)  # a bad password or TLS file fails now, before the simulation loads
     sim = make_sim(env, width, height)
     robot = RobotArm(sim, realtime=realtime)
-    node = RobotNode(spec, robot, robot_toolbox(robot), fps=fps, depth=depth, seed=seed)
+    node = RobotNode(spec, robot, robot_toolbox(robot), fps=fps, depth=depth, seed=seed, auth=auth)
     task = asyncio.create_task(node.run())
     with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows / not the main thread
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, node.stop)  # say offline, exit 0
     try:
-        if stop is not None:
-            await stop.wait()
+        if stop is not None:  # stop when asked, or sooner if the node fails
+            asked = asyncio.create_task(stop.wait())
+            await asyncio.wait([task, asked], return_when=asyncio.FIRST_COMPLETED)
+            asked.cancel()
             node.stop()
         await task
     finally:

@@ -26,6 +26,7 @@ from agentkit.errors import ConfigError
 from agentkit.policy import Policy, make_policy
 from agentkit.recorder import Recorder
 from agentkit.sinks import Sink
+from agentkit.transport.mqtt.auth import MqttAuth
 
 POLICIES = {"expert": "fetch-expert", "pixels": "fetch-pixels", "vlm": "fetch-vlm"}
 POINT_LABELS = ("block", "target")
@@ -54,7 +55,8 @@ class EvalConfig(BaseModel):
     seed: int = 0
     record: Path | None = None
     video_episodes: set[int] = Field(default_factory=set)
-    node: str | None = None  # mqtt://host:port/name: run against a robot node in another process
+    node: str | None = None  # mqtt[s]://host:port/name: run against a robot node in another process
+    mqtt: MqttAuth | None = None  # login and TLS for --node (None: AGENTKIT_MQTT_* environment); not reported
     model: str | None = None
     max_steps: int = Field(300, ge=10)
     max_decisions: int = Field(60, ge=1)
@@ -131,7 +133,7 @@ async def evaluate(cfg: EvalConfig, on_episode: Callable[[EpisodeResult], None] 
             from agentkit.tools.robot import remote_robot_toolbox
             from agentkit.transport.mqtt.source import MqttSource
 
-            source = MqttSource(cfg.node, privileged=policy.privileged, max_age_s=2.0)
+            source = MqttSource(cfg.node, privileged=policy.privileged, max_age_s=2.0, auth=cfg.mqtt)
             await source.open()
             closers.append(source.close)
             await source.link.wait_online(cfg.timeout_s)
@@ -182,7 +184,7 @@ async def evaluate(cfg: EvalConfig, on_episode: Callable[[EpisodeResult], None] 
             if asyncio.iscoroutine(res):
                 await res
         policy.close()
-    config = cfg.model_dump(mode="json", exclude={"record", "video_episodes"})
+    config = cfg.model_dump(mode="json", exclude={"record", "video_episodes", "mqtt"})
     config["policy"] = POLICIES.get(cfg.policy, cfg.policy)
     report = summarize(results, config)
     transit = getattr(env, "transit_ms", None)

@@ -9,11 +9,44 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from agentkit.apps.cli.common import EpisodeProgress, check_writable, run_guarded
 from agentkit.apps.cli.groups import app, eval_app
+
+# MQTT login and TLS, the same on every command that talks to a broker. The password itself is never an
+# option (it would show in `ps` and shell history): --password-file, or $AGENTKIT_MQTT_PASSWORD.
+_USERNAME = typer.Option(None, "--username", envvar="AGENTKIT_MQTT_USERNAME", help="MQTT login")
+_PASSWORD_FILE = typer.Option(
+    None,
+    "--password-file",
+    envvar="AGENTKIT_MQTT_PASSWORD_FILE",
+    help="file whose first line is the MQTT password (else $AGENTKIT_MQTT_PASSWORD)",
+)
+_TLS_CA = typer.Option(None, "--tls-ca", envvar="AGENTKIT_MQTT_TLS_CA", help="CA certificate for mqtts://")
+_TLS_CERT = typer.Option(None, "--tls-cert", envvar="AGENTKIT_MQTT_TLS_CERT", help="client certificate (mqtts://)")
+_TLS_KEY = typer.Option(None, "--tls-key", envvar="AGENTKIT_MQTT_TLS_KEY", help="client certificate key (mqtts://)")
+
+
+def _mqtt_auth(
+    username: str | None, password_file: Path | None, tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None
+) -> Any:
+    """The options as an ``MqttAuth``; a bad combination is a ``ConfigError`` naming the option."""
+    from pydantic import ValidationError
+
+    from agentkit.errors import ConfigError
+    from agentkit.transport.mqtt.auth import MqttAuth
+
+    try:
+        return MqttAuth(
+            username=username, password_file=password_file, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
+        )
+    except ValidationError as e:
+        err = e.errors(include_url=False, include_input=False)[0]
+        option = "--" + "-".join(str(x) for x in err["loc"]).replace("_", "-") if err["loc"] else "MQTT options"
+        raise ConfigError(f"{option}: {err['msg']}") from None
 
 
 def _eval(env: str, json_out: Path | None, video_episodes: str, **kw: object) -> None:
@@ -47,11 +80,17 @@ def eval_fetch(
     record: Path | None = typer.Option(None, help="folder for eval.json and the videos"),
     video_episodes: str = typer.Option("", help="episode indices to film, e.g. 0,1 (needs --record)"),
     json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
-    node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name"),
+    node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name (mqtts:// for TLS)"),
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
     max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
+    username: str | None = _USERNAME,
+    password_file: Path | None = _PASSWORD_FILE,
+    tls_ca: Path | None = _TLS_CA,
+    tls_cert: Path | None = _TLS_CERT,
+    tls_key: Path | None = _TLS_KEY,
 ) -> None:
     """Success rate, steps and seconds per episode of a policy on FetchPickAndPlace-v4 (MuJoCo)."""
+    mqtt = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key) if node else None
     _eval(
         env,
         policy=policy,
@@ -63,6 +102,7 @@ def eval_fetch(
         node=node,
         model=model,
         max_steps=max_steps,
+        mqtt=mqtt,
     )
 
 
@@ -98,7 +138,9 @@ def robot(
         None, help="the instruction given to the policy (default: the world's own, else 'put the block on the target')"
     ),
     policy: str = typer.Option("pixels", help="expert | pixels | vlm"),
-    source: str | None = typer.Option(None, help="mqtt://host:port/name of a robot node (default: in-process sim)"),
+    source: str | None = typer.Option(
+        None, help="mqtt://host:port/name (mqtts:// for TLS) of a robot node (default: in-process sim)"
+    ),
     seed: int = typer.Option(0, help="episode seed"),
     fps: float = typer.Option(10.0, help="camera frames per second"),
     duration: float = typer.Option(30.0, help="stop after this many seconds"),
@@ -107,6 +149,11 @@ def robot(
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
     realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
     env: str = typer.Option("fetch", help="in-process world: fetch | fetch-multi (MuJoCo) | panda (PyBullet)"),
+    username: str | None = _USERNAME,
+    password_file: Path | None = _PASSWORD_FILE,
+    tls_ca: Path | None = _TLS_CA,
+    tls_cert: Path | None = _TLS_CERT,
+    tls_key: Path | None = _TLS_KEY,
 ) -> None:
     """Run a robot policy live on a robot camera stream (fetch, panda, or a node over MQTT), annotated video."""
 
@@ -117,6 +164,7 @@ def robot(
             task=task,
             policy=policy,
             source=source,
+            mqtt=_mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key) if source else None,
             seed=seed,
             fps=fps,
             duration_s=duration,
@@ -138,14 +186,23 @@ def robot(
 @app.command("robot-node")
 def robot_node(
     env: str = typer.Option("fetch", help="the simulated robot: fetch | fetch-multi (MuJoCo) | panda (PyBullet)"),
-    broker: str = typer.Option("mqtt://127.0.0.1:1883", help="mqtt://host:port of the broker"),
-    name: str = typer.Option("r1", help="robot name: topics agentkit/<name>/..."),
+    broker: str = typer.Option("mqtt://127.0.0.1:1883", help="mqtt://host:port of the broker (mqtts:// for TLS)"),
+    name: str = typer.Option("r1", help="robot name (1-64 of A-Z a-z 0-9 _ -): topics agentkit/<name>/..."),
     fps: float = typer.Option(15.0, help="camera frames per second"),
     seed: int = typer.Option(0, help="seed of the first episode"),
     depth: bool = typer.Option(True, help="publish the depth image too"),
     realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
+    username: str | None = _USERNAME,
+    password_file: Path | None = _PASSWORD_FILE,
+    tls_ca: Path | None = _TLS_CA,
+    tls_cert: Path | None = _TLS_CERT,
+    tls_key: Path | None = _TLS_KEY,
 ) -> None:
-    """Serve a simulated robot over MQTT: publishes frames/depth/state, executes received tool calls."""
+    """Serve a simulated robot over MQTT: publishes frames/depth/state, executes received tool calls.
+
+    Exits 0 on SIGTERM/Ctrl-C (status: offline), non-zero if a node task keeps failing or the broker refuses
+    the login (status: offline too).
+    """
 
     def body() -> int:
         from agentkit.apps.robot import serve_node
@@ -154,8 +211,11 @@ def robot_node(
 
         if env not in ROBOT_ENVS:
             raise ConfigError(f"--env: unknown robot env {env!r}; known: {', '.join(ROBOT_ENVS)}")
+        auth = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
         try:
-            asyncio.run(serve_node(broker, name, fps=fps, seed=seed, depth=depth, realtime=realtime, env=env))
+            asyncio.run(
+                serve_node(broker, name, fps=fps, seed=seed, depth=depth, realtime=realtime, env=env, auth=auth)
+            )
         except KeyboardInterrupt:
             pass
         return 0

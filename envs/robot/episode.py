@@ -17,6 +17,7 @@ from typing import Any
 
 from agentkit.envs.robot.arm import RobotArm
 from agentkit.episode import Outcome, StepInfo
+from agentkit.errors import SourceError
 from agentkit.tooling import ToolBox
 from agentkit.transport.mqtt.link import RobotLink
 from agentkit.types import ActorStatus, Frame, ToolCall
@@ -82,7 +83,12 @@ class RemoteArmEpisodeEnv:
     async def _frame(self) -> Frame:
         asked = time.monotonic()
         while True:
-            frame = await asyncio.wait_for(self.link.next_frame(), self.timeout_s)
+            try:
+                frame = await asyncio.wait_for(self.link.next_frame(), self.timeout_s)
+            except TimeoutError:
+                raise SourceError(
+                    f"robot {self.link.spec.name}: no frame within {self.timeout_s:g} s ({self.link.describe()})"
+                ) from None
             # Decide on a frame that arrived after we asked (not one that waited in the slot while the
             # last action ran), and never on a frame of the previous episode still in flight.
             if frame.t >= asked and (frame.status or ActorStatus()).episode == self.episode:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,7 +108,10 @@ class MqttAuth(BaseModel):
         return value or None
 
     def client_options(self, spec: BrokerSpec) -> dict[str, Any]:
-        """Keyword arguments for ``aiomqtt.Client``: ``username``, ``password``, ``tls_context``.
+        """Keyword arguments for ``aiomqtt.Client``: ``username``, ``password``, ``tls_context``, ``socket_options``.
+
+        ``socket_options`` turns Nagle's algorithm off: paho leaves it on, and a QoS 1 message (a result, an
+        action) sent right after a QoS 0 frame otherwise waits for the delayed ACK, ~40 ms on Linux.
 
         Raises:
             ConfigError: TLS files with a plain ``mqtt://`` address, a password without a username,
@@ -132,7 +136,10 @@ class MqttAuth(BaseModel):
                 raise ConfigError(f"MQTT TLS files ({', '.join(map(str, tls_files)) or 'system CAs'}): {e}") from None
         elif password is not None and not _is_loopback(spec.host):
             log.warning("MQTT: sending the password for %r to %s in clear text; use mqtts://", self.username, spec.host)
-        return {"username": self.username, "password": password, "tls_context": context}
+        return {"username": self.username, "password": password, "tls_context": context, "socket_options": NODELAY}
+
+
+NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 def resolve_auth(auth: MqttAuth | None) -> MqttAuth:

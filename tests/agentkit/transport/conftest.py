@@ -36,9 +36,12 @@ class MqttKit:
             await source.close()
 
     def client(self, broker: Any, **kw: Any):
+        """A raw client (anonymous unless ``username``/``password``), Nagle off like agentkit's own clients."""
         import aiomqtt
 
-        return aiomqtt.Client("127.0.0.1", broker.port, timeout=5, **kw)
+        from agentkit.transport.mqtt.auth import NODELAY
+
+        return aiomqtt.Client("127.0.0.1", broker.port, timeout=5, socket_options=NODELAY, **kw)
 
     async def ask(
         self, broker: Any, topic: str, payload: bytes, msg_id: str, *, timeout_s: float = 10.0, **kw: Any
