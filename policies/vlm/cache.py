@@ -48,6 +48,13 @@ class StreamingLayer(DynamicLayer):
         self.device = keys.device
         self.is_initialized = True
 
+    def assign(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Hold ``keys`` / ``values`` (``[1, heads, seq, head_dim]``) as they are, replacing what was here (the
+        batched step writes a stream's cache back this way: its tensors are already a private copy)."""
+        self.keys, self.values = keys, values
+        self.device = keys.device
+        self.is_initialized = True
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the key and value tensors."""
@@ -97,6 +104,12 @@ class StreamingCache(DynamicCache):
         del self.layers[len(states) :]
         for layer, state in zip(self._streaming_layers(), states, strict=True):
             layer.restore(state)
+
+    def layer(self, index: int) -> StreamingLayer:
+        """Layer ``index``, created (empty) with the ones before it when the cache has fewer layers yet."""
+        while len(self.layers) <= index:
+            self.layers.append(StreamingLayer())
+        return self._streaming_layers()[index]
 
     @property
     def nbytes(self) -> int:

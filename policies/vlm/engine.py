@@ -72,6 +72,31 @@ class _Segment:
 
 
 @dataclass
+class PendingAppend:
+    """A chunk prepared for appending (positions computed, segments resolved) but not yet forwarded.
+
+    :meth:`StreamSession.append` is :meth:`~StreamSession.prepare`, one forward, :meth:`~StreamSession.commit`;
+    the batched step (:mod:`agentkit.policies.vlm.batch`) prepares several sessions' chunks, runs ONE forward
+    over all of them and commits each.
+    """
+
+    chunk: Chunk
+    positions: Any  # (axes, L) long, on the CPU
+    next_pos: int  # the stream's next position once committed
+    segments: list[int]  # segment of each token
+
+
+@dataclass
+class ProbeMark:
+    """What :meth:`StreamSession.unprobe` needs to remove a probe again."""
+
+    n_before: int
+    next_pos: int
+    n_total: int
+    segment: int
+
+
+@dataclass
 class SessionStats:
     frames: int = 0
     tokens_appended: int = 0
@@ -146,49 +171,96 @@ class StreamSession:
         Returns:
             A ``(vocab,)`` float tensor: the next-token logits after the chunk.
         """
+        return self.append_prepared(self.prepare(parts, segment), all_logits=all_logits)
+
+    def append_prepared(self, pending: PendingAppend, all_logits: bool = False) -> Any:
+        """Forward a :meth:`prepare` d chunk on this session's cache alone and commit it; the last logits."""
         import torch
 
+        keep = 0 if (all_logits or self.record) else 1
+        with torch.inference_mode():
+            logits = self.adapter.forward(pending.chunk, pending.positions, self.cache, logits_to_keep=keep)
+        self.commit(pending, logits)
+        return logits[-1]
+
+    def prepare(
+        self,
+        parts: list[Part] | Chunk,
+        segment: int | None = None,
+        segments: list[int] | None = None,
+    ) -> PendingAppend:
+        """Encode ``parts`` and compute their positions at the stream's next position, without forwarding.
+
+        Args:
+            parts: ordered prompt parts, or an already encoded :class:`Chunk`.
+            segment: the segment all tokens belong to (default: the most recent one).
+            segments: instead, the segment of each token (as long as the chunk).
+
+        Raises:
+            ValueError: an empty chunk, or ``segments`` of the wrong length.
+        """
         chunk = parts if isinstance(parts, Chunk) else self.adapter.encode(parts)
         if not chunk.ids:
             raise ValueError("cannot append an empty chunk")
-        if segment is None:
-            segment = self._seg_counter if self._seg_counter else self.new_segment(0.0, pinned=True)
+        if segments is None:
+            if segment is None:
+                segment = self._seg_counter if self._seg_counter else self.new_segment(0.0, pinned=True)
+            segments = [segment] * len(chunk.ids)
+        elif len(segments) != len(chunk.ids):
+            raise ValueError(f"segments has {len(segments)} entries for a chunk of {len(chunk.ids)} tokens")
         pos, nxt = self.adapter.positions(chunk, self.next_pos)
-        keep = 0 if (all_logits or self.record) else 1
-        visible = list(self.slot_orig) if self.record else []
-        with torch.inference_mode():
-            logits = self.adapter.forward(chunk, pos, self.cache, logits_to_keep=keep)
-        n = len(chunk.ids)
+        return PendingAppend(chunk, pos, nxt, list(segments))
+
+    def commit(self, pending: PendingAppend, logits: Any = None) -> None:
+        """Record that ``pending`` is now in the cache (the forward has written its keys and values).
+
+        Args:
+            pending: what :meth:`prepare` returned, for this session, at its current state.
+            logits: the forward's logits ``(L, vocab)`` (needed only when recording a trace).
+        """
+        n = len(pending.chunk.ids)
         orig = list(range(self.n_total, self.n_total + n))
         if self.record:
-            self.trace.append(TraceRecord(chunk, pos.clone(), orig, visible, logits.float().cpu()))
+            if logits is None or logits.shape[0] != n:
+                raise ValueError("a recording session needs the logits of every appended token")
+            visible = list(self.slot_orig)
+            self.trace.append(
+                TraceRecord(pending.chunk, pending.positions.clone(), orig, visible, logits.float().cpu())
+            )
         self.slot_orig += orig
-        self.slot_seg += [segment] * n
-        self.segments[segment].n_tokens += n
+        self.slot_seg += pending.segments
+        for sg in pending.segments:
+            self.segments[sg].n_tokens += 1
         self.n_total += n
-        self.next_pos = nxt
+        self.next_pos = pending.next_pos
         self.stats.tokens_appended += n
         self.stats.forwards += 1
-        return logits[-1]
 
     def probe(self, parts: list[Part]) -> Any:
         """Append ``parts``, return the last logits, then remove them again (the zero-shot probe).
 
         The transcript, positions and trace are left exactly as before the call.
         """
-        n_before, pos_before, total_before = len(self), self.next_pos, self.n_total
-        seg = self._seg_counter
-        logits = self.append(parts, segment=seg)
-        n = len(self) - n_before
+        mark = self.probe_mark()
+        logits = self.append(parts, segment=mark.segment)
+        self.unprobe(mark)
+        return logits
+
+    def probe_mark(self) -> ProbeMark:
+        """The state a probe appended after now is removed back to (see :meth:`unprobe`)."""
+        return ProbeMark(len(self), self.next_pos, self.n_total, self._seg_counter)
+
+    def unprobe(self, mark: ProbeMark) -> None:
+        """Remove everything appended since ``mark`` (a probe) from the cache and the bookkeeping."""
+        n = len(self) - mark.n_before
         if n:
             self.cache.crop(-n)
-        del self.slot_orig[n_before:], self.slot_seg[n_before:]
-        self.segments[seg].n_tokens -= n
-        self.next_pos, self.n_total = pos_before, total_before
+        del self.slot_orig[mark.n_before :], self.slot_seg[mark.n_before :]
+        self.segments[mark.segment].n_tokens -= n
+        self.next_pos, self.n_total = mark.next_pos, mark.n_total
         self.stats.tokens_appended -= n
         if self.record:
             self.trace[-1].probe = True
-        return logits
 
     # -- eviction -------------------------------------------------------------------------------------
     def evict(self, now: float) -> int:
@@ -223,6 +295,30 @@ class StreamSession:
         self.slot_seg = [self.slot_seg[i] for i in keep]
         for sid in drop:
             del self.segments[sid]
+        self.stats.evicted_tokens += n_drop
+        self.stats.evictions += 1
+        return n_drop
+
+    def evict_to_sink(self) -> int:
+        """Drop every unpinned segment, the newest included: only the sink (prompt, instruction, pinned
+        questions) stays. Used when a server must free memory from an idle stream. Returns the tokens evicted.
+
+        The newest segment's entry is kept (empty), so appending to the current segment stays valid; kept
+        tokens keep their original positions, as with :meth:`evict`.
+        """
+        drop = {s.seg_id for s in self.segments.values() if not s.pinned and s.n_tokens > 0}
+        if not drop:
+            return 0
+        keep = [i for i, sg in enumerate(self.slot_seg) if sg not in drop]
+        n_drop = len(self.slot_seg) - len(keep)
+        self.cache.select(keep)
+        self.slot_orig = [self.slot_orig[i] for i in keep]
+        self.slot_seg = [self.slot_seg[i] for i in keep]
+        for sid in drop:
+            if sid == self._seg_counter:
+                self.segments[sid].n_tokens = 0
+            else:
+                del self.segments[sid]
         self.stats.evicted_tokens += n_drop
         self.stats.evictions += 1
         return n_drop

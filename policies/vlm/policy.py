@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agentkit.errors import ConfigError, PolicyError
@@ -26,12 +27,23 @@ from agentkit.policies.vlm.decide import (
     resolve_state_ids,
 )
 from agentkit.policies.vlm.decode import decode
-from agentkit.policies.vlm.engine import StreamSession
+from agentkit.policies.vlm.engine import PendingAppend, StreamSession
 from agentkit.policies.vlm.loading import Loaded, load
 from agentkit.policy import Policy
 from agentkit.types import Decision, DecisionKind, Frame
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepPlan:
+    """A step prepared by :meth:`VLMPolicy.plan_step`: the one chunk to forward and what finishing needs."""
+
+    pending: PendingAppend  # the chunk, its positions and per-token segments
+    segment: int  # the turn's own segment (the state token and a Response are appended to it)
+    meta: dict[str, Any]
+    zero_shot: bool  # the state is read after a probe, not from the chunk's last logits
+    appended_before: int  # session.stats.tokens_appended before the step (its prefill included)
 
 
 class VLMPolicy(Policy):
@@ -125,6 +137,7 @@ class VLMPolicy(Policy):
             self._questions = []
         self._generator = torch.Generator().manual_seed(self.decode_cfg.seed)
         self._resized: tuple[int, int] | None = None
+        self._last_pts = 0.0  # stream time of the last turn (eviction's clock)
 
     def instruct(self, text: str, pts: float | None = None) -> None:
         """Queue a question/task for the user turn of the next frame; it stays pinned against eviction
@@ -141,14 +154,7 @@ class VLMPolicy(Policy):
         try:
             d = self._step(frame, t0)
         except Exception as e:
-            log.warning("vlm step failed on frame %s: %s", frame.seq, e)
-            log.debug("vlm step failure", exc_info=True)
-            self.reset()
-            d = Decision.silence(
-                errors=[
-                    f"vlm step failed ({type(e).__name__}): {str(e).splitlines()[0] if str(e) else ''}; stream reset"
-                ]
-            )
+            d = self.failed(e, frame)
         d.seq, d.pts = frame.seq, frame.pts
         d.model_ms = (time.perf_counter() - t0) * 1000.0
         return d
@@ -161,12 +167,44 @@ class VLMPolicy(Policy):
         self._started = True
 
     def _step(self, frame: Frame, t0: float) -> Decision:
+        plan = self.plan_step(frame)
+        if isinstance(plan, Decision):
+            return plan
+        logits = self.session.append_prepared(plan.pending)
+        if plan.zero_shot:
+            logits = self.session.probe(self.probe_parts())
+        return self.finish_step(plan, logits, t0)
+
+    # -- the three phases of a step (the batched step runs the middle one for many streams at once) ----
+    def plan_step(self, frame: Frame | None, pts: float | None = None) -> StepPlan | Decision:
+        """Phase 1 of a step: prefill the prompt on a new stream, then prepare this turn's ONE chunk (the
+        previous turn's closing tokens, any question asked since, the frame's user turn, the assistant
+        header) without forwarding it.
+
+        Args:
+            frame: the frame; ``None`` for a turn of questions without a frame (needs :meth:`instruct` first).
+            pts: stream time of a turn without a frame (default: the last frame's).
+
+        Returns:
+            The plan, or a Decision when there is nothing to forward (a frame the processor rejects, a turn
+            with neither a frame nor a question).
+        """
         s = self.session
         t = self.adapter.template
-        try:  # a frame the processor rejects is skipped; the stream and its cache stay as they are
-            vision = self.adapter.frame_chunk(frame.image)
-        except (ValueError, RuntimeError) as e:
-            return Decision.silence(errors=[f"frame rejected by the image processor: {str(e).splitlines()[0]}"])
+        vision = None
+        if frame is not None:
+            try:  # a frame the processor rejects is skipped; the stream and its cache stay as they are
+                vision = self.adapter.frame_chunk(frame.image)
+            except (ValueError, RuntimeError) as e:
+                return Decision.silence(errors=[f"frame rejected by the image processor: {str(e).splitlines()[0]}"])
+            pts = frame.pts
+        else:
+            with self._lock:
+                if not self._questions:
+                    return Decision.silence(errors=["a turn without a frame needs a question (instruct) first"])
+            pts = self._last_pts if pts is None else pts
+        self._last_pts = pts
+        before = s.stats.tokens_appended
         if not self._started:
             self._prefill()
         meta: dict[str, Any] = {}
@@ -180,20 +218,30 @@ class VLMPolicy(Policy):
         if asked:  # a question goes into this frame's user turn, in its own pinned segment
             questions = [q for q, _ in asked]
             meta["questions"] = questions
-            q_seg = s.new_segment(frame.pts, question=True)
+            q_seg = s.new_segment(pts, question=True)
             pieces.append((self.adapter.encode([t.user_open] + [q + "\n" for q in questions]), q_seg))
             header = []
-        seg = s.new_segment(frame.pts, pinned=False)
-        frame_parts = [*header, t.frame_header.format(t0=frame.pts, t1=frame.pts + 1), vision, t.turn_close]
-        frame_chunk = self.adapter.encode(frame_parts)
-        self._resized = self._resized_size(frame_chunk)
+        seg = s.new_segment(pts, pinned=False)
+        seen: list[Any] = [t.frame_header.format(t0=pts, t1=pts + 1), vision] if vision is not None else []
+        frame_chunk = self.adapter.encode([*header, *seen, t.turn_close])
+        if vision is not None:
+            self._resized = self._resized_size(frame_chunk)
         zero_shot = self.decision_cfg.mode == "zero_shot"
         if not zero_shot:
             frame_chunk.extend(self.adapter.encode([self.adapter.template.assistant_open]))
-        logits = self._append_chunks([*pieces, (frame_chunk, seg)])
-        if zero_shot:
-            t = self.adapter.template
-            logits = s.probe([t.user_open, self.decision_cfg.probe, t.turn_close, t.assistant_open])
+        merged, segs = self._merge([*pieces, (frame_chunk, seg)])
+        return StepPlan(s.prepare(merged, segments=segs), seg, meta, zero_shot, before)
+
+    def probe_parts(self) -> list[Any]:
+        """The zero-shot probe: a user turn asking the probe question, then the assistant header."""
+        t = self.adapter.template
+        return [t.user_open, self.decision_cfg.probe, t.turn_close, t.assistant_open]
+
+    def finish_step(self, plan: StepPlan, logits: Any, t0: float) -> Decision:
+        """Phase 3 of a step: choose the state from the next-token ``logits`` (after the probe in zero-shot
+        mode), decode a Response on this stream's cache, evict. ``t0`` is when the step started."""
+        s = self.session
+        seg, meta, zero_shot = plan.segment, plan.meta, plan.zero_shot
         kind, probs = choose(logits, self.state_ids, self.decision_cfg)
         meta["probs"] = {k: round(v, 4) for k, v in probs.items()}
         self._pending = []
@@ -212,18 +260,33 @@ class VLMPolicy(Policy):
             if not zero_shot:
                 self._pending = [self.state_ids[kind], *self._close_ids]
             d = Decision(kind)
-        evicted = s.evict(frame.pts)
+        evicted = s.evict(self._last_pts)
         meta.update(cache_tokens=len(s), position=s.next_pos)
         if evicted:
             meta["evicted"] = evicted
         d.meta.update(meta)
         return d
 
-    def _append_chunks(self, pieces: list[tuple[Any, int]]) -> Any:
-        """Append several encoded chunks in ONE forward call, each under its own segment."""
+    def failed(self, error: Exception, frame: Frame | None = None) -> Decision:
+        """The Decision of a step that raised: the error recorded, the stream reset (it restarts cleanly)."""
+        log.warning("vlm step failed on frame %s: %s", None if frame is None else frame.seq, error)
+        log.debug("vlm step failure", exc_info=error)
+        self.reset()
+        first = str(error).splitlines()[0] if str(error) else ""
+        return Decision.silence(errors=[f"vlm step failed ({type(error).__name__}): {first}; stream reset"])
+
+    def evict_to_sink(self) -> int:
+        """Free this stream's cache down to its sink (prompt, instruction, pinned questions); returns the
+        tokens evicted. The stream goes on: the next frame is appended after the sink."""
+        evicted = self.session.evict_to_sink()
+        if evicted:
+            self._pending = []  # the closing tokens of a turn that is no longer in the cache
+        return evicted
+
+    def _merge(self, pieces: list[tuple[Any, int]]) -> tuple[Any, list[int]]:
+        """Several encoded chunks as ONE chunk, with the segment of each token."""
         from agentkit.policies.vlm.adapters.base import Chunk
 
-        s = self.session
         merged = Chunk()
         segs: list[int] = []
         for chunk, seg in pieces:
@@ -231,15 +294,7 @@ class VLMPolicy(Policy):
                 continue
             merged.extend(chunk)
             segs += [seg] * len(chunk.ids)
-        n0 = len(s)
-        logits = s.append(merged, segment=segs[-1])
-        # re-assign per-token segments (append put them all under the last one)
-        last = segs[-1]
-        s.segments[last].n_tokens -= len(segs)
-        for i, sg in enumerate(segs):
-            s.slot_seg[n0 + i] = sg
-            s.segments[sg].n_tokens += 1
-        return logits
+        return merged, segs
 
     def _resized_size(self, chunk: Any) -> tuple[int, int] | None:
         for img in chunk.images:
