@@ -669,22 +669,22 @@ class BrowserSource(Source):
     async def frames(self) -> AsyncIterator[Frame]:  # type: ignore[override]
         """Frames of the page, as they come; a page that hangs or crashes is restarted, not fatal.
 
-        Each hang, crash and failed reload is recorded in ``session.errors``; only ``max_restarts``
-        restarts in a row with no frame in between end the stream (:class:`SourceError`).
+        Each hang, crash and failed reload is recorded in ``session.errors``. After ``max_restarts``
+        restarts in a row with no frame in between, the stream ends with :class:`SourceError`.
         """
         session = self.session
         last = -1
-        failures = 0
+        restarts = 0  # in a row, without a frame since
         while True:
-            try:
-                await session.ensure_alive()
-            except ToolError:
-                failures += 1  # the reload failed (recorded by goto); the page restarts again next round
-                if failures <= session.config.max_restarts:
-                    continue
-            if failures > session.config.max_restarts:
-                why = session.errors[-1] if session.errors else "no frame"
-                raise SourceError(f"page kept failing: {failures} restarts in a row without a frame ({why})")
+            if not session.alive:
+                if restarts >= session.config.max_restarts:
+                    why = session.errors[-1] if session.errors else "no frame"
+                    raise SourceError(f"page kept failing: {restarts} restart(s) in a row without a frame ({why})")
+                restarts += 1
+                try:
+                    await session.ensure_alive()
+                except ToolError:
+                    continue  # the reload failed (recorded by goto); the page is restarted again
             frame = session.latest
             if frame is None or frame.seq == last:
                 try:
@@ -693,9 +693,12 @@ class BrowserSource(Source):
                     try:
                         frame = await session.screenshot()
                     except ToolError:  # recorded; the page is marked unresponsive and restarted above
-                        failures += 1
                         continue
-            failures = 0
+                    except Exception as e:  # e.g. the target closed or crashed under the screenshot
+                        if session.alive:  # a crash is recorded (and restarted) already
+                            session.mark_unresponsive(f"screenshot failed: {(str(e).splitlines() or ['?'])[0]}")
+                        continue
+            restarts = 0
             last = frame.seq
             yield frame
 

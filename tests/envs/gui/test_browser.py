@@ -487,3 +487,33 @@ def test_a_page_that_hangs_is_restarted_and_frames_go_on(servers: tuple[Listener
     assert hangs == 1 and restarts == 1
     assert any(e.startswith("page unresponsive: screenshot timed out") for e in errors), errors
     assert text == "recovered"
+
+
+def test_the_source_gives_up_on_a_page_that_cannot_come_back(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text(f"<html><body>{HANGS_AFTER_LOAD}</body></html>")
+    url = page.as_uri()
+
+    async def run() -> tuple[str, BrowserSession]:
+        cfg = BrowserConfig(
+            width=320,
+            height=240,
+            allow_file_roots=[str(tmp_path)],
+            screenshot_interval_s=0.2,
+            screenshot_timeout_s=1.0,
+            max_restarts=2,
+        )
+        source = BrowserSource(url, cfg)
+        await source.open()
+        try:
+            with pytest.raises(SourceError) as err:
+                async for _frame in source.frames():
+                    page.unlink(missing_ok=True)  # the page hangs, and its reload will fail
+            return str(err.value), source.session
+        finally:
+            await source.close()
+
+    message, session = asyncio.run(run())  # before: ToolError "screenshot timed out" at the first hang
+    assert message.startswith("page kept failing: 2 restart(s) in a row without a frame (navigation to ")
+    assert session.hangs == 1 and session.restarts == 2
+    assert [e.split(" failed")[0] for e in session.errors[1:]] == [f"navigation to {url}"] * 2
