@@ -132,18 +132,34 @@ def test_browse_proceeds_past_an_image_that_never_arrives(tmp_path: Path) -> Non
     assert out.exists()
 
 
-def test_browse_cli_writes_the_replay_when_the_browser_cannot_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("body", "browser", "why"),
+    [
+        (
+            PAGE,
+            "executable: /nonexistent/chromium",
+            "chromium not found at /nonexistent/chromium (apt-get install chromium)",
+        ),
+        (  # a script that never lets the page reach DOMContentLoaded
+            "<html><body><p>never</p><script>while (true) {}</script></body></html>",
+            "nav_timeout_s: 3",
+            "navigation to {url} failed: Page.goto: Timeout 3000ms exceeded.",
+        ),
+    ],
+    ids=["browser-cannot-start", "page-never-loads"],
+)
+def test_browse_cli_fails_in_one_line_and_still_writes_the_replay(
+    tmp_path: Path, body: str, browser: str, why: str
+) -> None:
     page = tmp_path / "index.html"
-    page.write_text(PAGE)
+    page.write_text(body)
     config = tmp_path / "browser.yaml"
-    config.write_text("browser:\n  executable: /nonexistent/chromium\n")
+    config.write_text(f"browser:\n  {browser}\n")
     out = tmp_path / "replay.mp4"
     res = CliRunner().invoke(
         app, ["browse", str(page), "--task", "Click on Submit.", "--out", str(out), "--config", str(config)]
     )
     assert res.exit_code == 1
     lines = [line for line in res.output.splitlines() if line.strip()]
-    assert lines == [
-        f"error: chromium not found at /nonexistent/chromium (apt-get install chromium) (replay so far: {out})"
-    ]
+    assert lines == [f"error: {why.format(url=page.as_uri())} (replay so far: {out})"]  # before: no replay
     assert _replay_frames(out) == 1  # one card saying why
