@@ -495,6 +495,7 @@ class RobotNode:
                     tasks[asyncio.create_task(jobs[name](), name=f"node-{name}")] = name
         finally:
             self._stop.set()
+            await self._answer_unfinished("the robot node is stopping")
             said_goodbye = await self._goodbye()
             for t in [*tasks, stop]:
                 t.cancel()
@@ -505,6 +506,18 @@ class RobotNode:
                 await self._offline()
         if self.failure is not None:
             raise self.failure
+
+    async def _answer_unfinished(self, reason: str) -> None:
+        """Every accepted action gets an answer, even when the node stops before (or while) running it."""
+        try:
+            while not self._queue.empty():
+                msg, _ = self._queue.get_nowait()
+                await self._reply(msg.id, False, error=f"not run: {reason}")
+            running = self._current_id
+            if running is not None and await self._cancel_current():
+                await self._reply(running, False, error=f"stopped mid-action: {reason}")
+        except Exception as e:  # stopping must go on: the status still has to say offline
+            log.warning("robot node %s: could not answer unfinished actions: %s", self.spec.name, e)
 
     async def _goodbye(self) -> bool:
         """Publish the retained offline status on the live connection (a clean stop, not the will)."""

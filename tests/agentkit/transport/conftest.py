@@ -26,6 +26,7 @@ class MqttKit:
         task = asyncio.create_task(node.run())
         source = MqttSource(f"{broker.url}/{name}", max_age_s=5.0, auth=agent_auth)
         await source.open()
+        await source.link.wait_online(15)  # the node has subscribed: nothing sent from now on is lost
         return node, task, source, remote_robot_toolbox(source.link, timeout_s=20)
 
     async def close(self, node: Any, task: asyncio.Task, source: Any) -> None:

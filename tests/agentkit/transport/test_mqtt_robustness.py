@@ -81,8 +81,10 @@ def test_a_node_task_that_dies_once_is_restarted(broker, robot, mqtt):
         node, task, source, box = await mqtt.node_and_agent(broker, camera, fps=20)
         try:
             await mqtt.wait_for(lambda: camera.failed == 1, what="the camera to fail")
-            frame = await mqtt.fresh_frame(source, node.session)  # the stream is back
-            assert frame.seq > 3 and not task.done() and node.failure is None
+            frame = await mqtt.fresh_frame(source, node.session)
+            while frame.seq <= 3:  # frame 3 (the last before the failure) may still be on its way
+                frame = await mqtt.fresh_frame(source, node.session)
+            assert not task.done() and node.failure is None  # the stream is back
             assert node.restarts["camera"] == 1
             assert (await box.run(ToolCall("home", {}))).ok
         finally:
@@ -110,6 +112,28 @@ def test_a_node_task_that_keeps_dying_stops_the_node_with_an_error_and_an_offlin
     asyncio.run(go())
 
 
+def test_a_stopping_node_answers_every_accepted_action(broker, robot, mqtt):
+    robot.realtime = 1.0  # the pick takes ~1.5 s: it is running, and a home waits behind it, when the node stops
+
+    async def go():
+        node, task, source, box = await mqtt.node_and_agent(broker, robot, fps=5)
+        try:
+            top = robot.sim.object_pos + np.array([0, 0, 0.025])
+            pick = asyncio.create_task(box.run(ToolCall("pick", {"xyz": top.tolist()})))
+            await mqtt.wait_for(lambda: robot.busy == 1, what="the pick to start")
+            home = asyncio.create_task(box.run(ToolCall("home", {})))
+            await mqtt.wait_for(lambda: node._queue.qsize() == 1, what="the home to be queued")
+            node.stop()
+            await task
+            picked, homed = await asyncio.wait_for(asyncio.gather(pick, home), 10)  # answers, not timeouts
+            assert not picked.ok and picked.error == "stopped mid-action: the robot node is stopping"
+            assert not homed.ok and homed.error == "not run: the robot node is stopping"
+        finally:
+            await mqtt.close(node, task, source)
+
+    asyncio.run(go())
+
+
 # -- 2. one forged message must not end the agent's link ---------------------------------------------------
 def _header(session: str, **over) -> dict:
     h = {"session": session, "seq": 1, "t": time.time(), "w": 320, "h": 240}
@@ -128,9 +152,10 @@ def test_a_forged_frame_header_without_seq_is_dropped_and_the_link_goes_on(broke
             del forged["seq"]
             async with mqtt.client(broker) as c:
                 await c.publish("agentkit/r1/frame", pack(forged, encode_jpeg(np.zeros((240, 320, 3), np.uint8))))
+            await asyncio.sleep(0.5)  # the forged frame has reached the link by now
             after = await mqtt.fresh_frame(source, node.session)
             assert after.seq > before.seq
-            assert link.rejected.counts["invalid"] == 1
+            await mqtt.wait_for(lambda: link.rejected.counts["invalid"] == 1, what="the forged frame to be counted")
             assert link._task is not None and not link._task.done() and link.loop_errors == 0
             assert (await link.control("state"))["steps"] == robot.sim.steps
         finally:
@@ -176,9 +201,13 @@ def test_a_forged_retained_offline_status_blocks_no_agent(broker, robot, mqtt):
             await late.open()
             await late.link.wait_online(5)  # before the fix: blocked for good
             await source.link.wait_online(5)
-            await mqtt.wait_for(lambda: node.status_restored >= 1, what="the node to publish its status again")
-            status = await mqtt.retained_status(broker)
-            assert status["online"] is True and status["session"] == node.session
+            for _ in range(20):  # the node publishes its own status again, at most once a second
+                status = await mqtt.retained_status(broker)
+                if status["online"] is True and status["session"] == node.session:
+                    break
+                await asyncio.sleep(0.25)
+            assert status["online"] is True and status["session"] == node.session, status
+            assert node.status_restored >= 1
         finally:
             await late.close()
             await mqtt.close(node, task, source)
