@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -120,8 +121,10 @@ async def _finish_replay(replay: AnnotatedVideoSink, session: BrowserSession, fa
     return problem
 
 
-async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
+async def run_browse(cfg: BrowseConfig, sinks: Sequence[Sink] = ()) -> dict[str, Any]:
     """Open the page, run the policy through the stream loop, write the replay; returns a summary.
+
+    ``sinks`` are added to the loop's (a live dashboard, a Rerun log).
 
     The replay is always written, with every frame seen so far, whatever happened: a page that hangs or
     crashes is restarted by the source (each time an entry in ``errors``) and the run goes on; if the
@@ -156,7 +159,7 @@ async def run_browse(cfg: BrowseConfig) -> dict[str, Any]:
             source,
             policy,
             toolbox=gui_toolbox(PlaywrightBackend(session)),
-            sinks=[seen, _KeepOpen(replay)],
+            sinks=[seen, _KeepOpen(replay), *sinks],
             config=LoopConfig(max_frames=cfg.steps, duration_s=cfg.duration_s),
         )
         loop.instruct(cfg.task)

@@ -25,6 +25,7 @@ import logging
 import re
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -188,8 +189,12 @@ def check_out(cfg: NarratorConfig, *, replace: bool = False) -> list[Path]:
     return check_output_dir(cfg.out, OUTPUT_NAMES, replace=replace, reading=cfg.source)
 
 
-async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None, replace: bool = False) -> RunSummary:
+async def run_narrator(
+    cfg: NarratorConfig, *, progress: bool | None = None, replace: bool = False, sinks: Sequence[Sink] = ()
+) -> RunSummary:
     """Run one narration end to end; outputs land in ``cfg.out`` even when the source fails half-way.
+
+    ``sinks`` are added to the run's own (a live dashboard, a Rerun log); the loop closes them with the others.
 
     The output folder is checked first (:func:`check_out`); with ``replace`` an earlier run's files in it
     are deleted once the source has opened. SIGINT and SIGTERM end the run cleanly (see the module
@@ -203,7 +208,7 @@ async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None, rep
     earlier = check_out(cfg, replace=replace)
     stopper = StopOnSignal()
     try:
-        summary = await _run(cfg, progress, stopper, earlier)
+        summary = await _run(cfg, progress, stopper, earlier, sinks)
     except asyncio.CancelledError:
         if not stopper.forced:
             raise
@@ -216,7 +221,9 @@ async def run_narrator(cfg: NarratorConfig, *, progress: bool | None = None, rep
     return summary
 
 
-async def _run(cfg: NarratorConfig, progress: bool | None, stopper: StopOnSignal, earlier: list[Path]) -> RunSummary:
+async def _run(
+    cfg: NarratorConfig, progress: bool | None, stopper: StopOnSignal, earlier: list[Path], extra: Sequence[Sink] = ()
+) -> RunSummary:
     source = open_source(cfg.source, realtime=cfg.realtime, **({"max_width": cfg.max_width} if cfg.max_width else {}))
     policy = build_policy(cfg)
     gate = None
@@ -233,7 +240,7 @@ async def _run(cfg: NarratorConfig, progress: bool | None, stopper: StopOnSignal
         async with source:
             with stopper:
                 remove_outputs(earlier)  # the source opened: now the earlier run's files may go
-                sinks = build_sinks(cfg, source, sys.stderr.isatty() if progress is None else progress)
+                sinks = build_sinks(cfg, source, sys.stderr.isatty() if progress is None else progress) + list(extra)
                 recorder = Recorder(
                     cfg.out,
                     frames=cfg.outputs.record_frames,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 
 from agentkit.apps.cli.groups import app
 
-_AREAS = ("narrate", "detector", "vlm", "browser", "robot", "info")
+_AREAS = ("narrate", "detector", "vlm", "browser", "robot", "info", "dashboard")
 
 for _area in _AREAS:
     try:
@@ -24,6 +25,9 @@ for _area in _AREAS:
 
 def main() -> None:
     logging.basicConfig(level=os.environ.get("AGENTKIT_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    from agentkit.apps.cli.dashboard import expand_optional_values
+
+    sys.argv[1:] = expand_optional_values(sys.argv[1:])  # `--dashboard` alone: the default address
     app()
 
 

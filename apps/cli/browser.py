@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from agentkit.apps.cli.common import EpisodeProgress, check_writable, fail, run_guarded
+from agentkit.apps.cli.dashboard import DASHBOARD_OPTION, DASHBOARD_PUBLIC_OPTION, RERUN_OPTION, live_views
 from agentkit.apps.cli.groups import app, eval_app
 
 _POLICY_ALIASES = {"oracle": "miniwob-oracle", "ocr": "ocr", "vlm": "vlm-gui"}
@@ -86,6 +87,9 @@ def browse(
     height: int | None = typer.Option(None, help="viewport height (CSS px; default 600)"),
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
     config: Path | None = typer.Option(None, help="YAML with a 'browser:' section (see configs/browser.yaml)"),
+    dashboard: str | None = DASHBOARD_OPTION,
+    dashboard_public: bool = DASHBOARD_PUBLIC_OPTION,
+    rerun: Path | None = RERUN_OPTION,
 ) -> None:
     """Run a GUI agent live on a page and save an annotated replay (clicks and typed text drawn).
 
@@ -105,12 +109,13 @@ def browse(
         args = {"url": url, "task": task, "policy": name, "out": str(out), "steps": steps, "model": model}
         args |= {"allow_hosts": list(allow_host), "width": width, "height": height, "browser": browser_section}
         cfg = validate(BrowseConfig, args, where="(command line)")
-        try:
-            summary = asyncio.run(run_browse(cfg))
-        except AgentkitError as e:  # the browser did not start or the page never loaded
-            if out.exists():  # run_browse writes the replay so far (a card saying why if nothing was seen)
-                fail(f"{(str(e).splitlines() or [type(e).__name__])[0]} (replay so far: {out})")
-            raise
+        with live_views(dashboard, dashboard_public, rerun, f"browse {cfg.url}: {cfg.task}") as views:
+            try:
+                summary = asyncio.run(run_browse(cfg, views.sinks("page")))
+            except AgentkitError as e:  # the browser did not start or the page never loaded
+                if out.exists():  # run_browse writes the replay so far (a card saying why if nothing was seen)
+                    fail(f"{(str(e).splitlines() or [type(e).__name__])[0]} (replay so far: {out})")
+                raise
         typer.echo(json.dumps(summary, indent=2))
         return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from agentkit.apps.cli.common import check_writable, fail, fresh_dir, run_guarded, stopped
+from agentkit.apps.cli.dashboard import DASHBOARD_OPTION, DASHBOARD_PUBLIC_OPTION, RERUN_OPTION, live_views
 from agentkit.apps.cli.groups import app, bench_app
 
 
@@ -35,6 +36,9 @@ def narrate(
     duration: float = typer.Option(None, "--duration", help="Stop after this many seconds of wall clock."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config; options given here override it."),
     progress: bool = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+    dashboard: str = DASHBOARD_OPTION,
+    dashboard_public: bool = DASHBOARD_PUBLIC_OPTION,
+    rerun: Path = RERUN_OPTION,
 ) -> None:
     """Narrate a stream: decisions.jsonl, narration.srt/.vtt, annotated.mp4, metrics.json in --out."""
 
@@ -64,7 +68,9 @@ def narrate(
         cfg = load_config(NarratorConfig, config, overrides)
         if out is None and not (config is not None and "out" in load_yaml(config)):
             cfg = cfg.model_copy(update={"out": fresh_dir(cfg.out)})
-        summary = asyncio.run(run_narrator(cfg, progress=progress, replace=force))
+        with live_views(dashboard, dashboard_public, rerun, f"narrate {cfg.source}") as views:
+            sinks = views.sinks(Path(cfg.source.rstrip("/")).name or cfg.source)
+            summary = asyncio.run(run_narrator(cfg, progress=progress, replace=force, sinks=sinks))
         _print_summary(summary.metrics, cfg.out)
         if summary.error:
             fail(f"{summary.error} (outputs up to the last good frame are in {cfg.out})")

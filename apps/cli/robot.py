@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from agentkit.apps.cli.common import EpisodeProgress, check_writable, run_guarded
+from agentkit.apps.cli.dashboard import DASHBOARD_OPTION, DASHBOARD_PUBLIC_OPTION, RERUN_OPTION, live_views
 from agentkit.apps.cli.groups import app, eval_app
 
 # MQTT login and TLS, the same on every command that talks to a broker. The password itself is never an
@@ -154,11 +155,15 @@ def robot(
     tls_ca: Path | None = _TLS_CA,
     tls_cert: Path | None = _TLS_CERT,
     tls_key: Path | None = _TLS_KEY,
+    dashboard: str | None = DASHBOARD_OPTION,
+    dashboard_public: bool = DASHBOARD_PUBLIC_OPTION,
+    rerun: Path | None = RERUN_OPTION,
 ) -> None:
     """Run a robot policy live on a robot camera stream (fetch, panda, or a node over MQTT), annotated video."""
 
     def body() -> int:
         from agentkit.apps.robot import LiveConfig, run_live
+        from agentkit.benchmarks.robot import POINT_LABELS
 
         cfg = LiveConfig(
             task=task,
@@ -174,7 +179,9 @@ def robot(
             realtime=realtime,
             env=env,
         )
-        result = asyncio.run(run_live(cfg))
+        with live_views(dashboard, dashboard_public, rerun, f"robot {cfg.env}: {cfg.task or 'its own task'}") as views:
+            sinks = views.sinks("camera", hold_response=True, point_labels=POINT_LABELS)
+            result = asyncio.run(run_live(cfg, sinks))
         typer.echo(json.dumps({k: result[k] for k in ("task", "policy", "success", "seconds")}))
         if video:
             typer.echo(f"video: {video}", err=True)
