@@ -251,14 +251,23 @@ class PatternActor:
         return {"object_pos": [1.0, 0.5, 0.4], "target_pos": [1.2, 0.6, 0.4]}
 
 
-def _mqtt(privileged: bool) -> Callable[[Ctx], Awaitable[Built]]:
+def _mqtt(privileged: bool, tls: bool = False) -> Callable[[Ctx], Awaitable[Built]]:
     async def build(ctx: Ctx) -> Built:
-        broker = ctx.request.getfixturevalue("broker")  # a private mosquitto (skips where it is not installed)
         from agentkit.tooling import ToolBox
+        from agentkit.transport.mqtt.auth import MqttAuth
         from agentkit.transport.mqtt.node import RobotNode
         from agentkit.transport.mqtt.wire import parse_spec
 
-        node = RobotNode(parse_spec(broker.url + "/c1"), PatternActor(), ToolBox([]), fps=20)
+        auth = None
+        if tls:  # mqtts://: a private mosquitto with a TLS listener and a CA made for the test
+            from agentkit.transport.mqtt.broker import MosquittoBroker
+
+            tls_files = ctx.request.getfixturevalue("tls_files")
+            broker = ctx.stack.enter_context(MosquittoBroker(tls=tls_files))
+            auth = MqttAuth(tls_ca=tls_files.ca)
+        else:
+            broker = ctx.request.getfixturevalue("broker")  # a private mosquitto (skips where not installed)
+        node = RobotNode(parse_spec(broker.url + "/c1"), PatternActor(), ToolBox([]), fps=20, auth=auth)
         task = asyncio.create_task(node.run())
 
         async def stop() -> None:
@@ -266,7 +275,9 @@ def _mqtt(privileged: bool) -> Callable[[Ctx], Awaitable[Built]]:
             await task
 
         ctx.stack.push_async_callback(stop)
-        source = SOURCES.get("mqtt").from_spec(broker.url + "/c1", max_age_s=5.0, privileged=privileged)
+        kind = "mqtts" if tls else "mqtt"
+        assert broker.url.startswith(f"{kind}://")
+        source = SOURCES.get(kind).from_spec(broker.url + "/c1", max_age_s=5.0, privileged=privileged, auth=auth)
         return Built(source, {"frames": 4})
 
     return build
@@ -283,6 +294,7 @@ SOURCE_CASES: dict[str, Callable[[Ctx], Awaitable[Built]]] = {
     "test-pattern[realtime]": _pattern_realtime,
     "mqtt": _mqtt(privileged=False),
     "mqtt[privileged]": _mqtt(privileged=True),
+    "mqtts": _mqtt(privileged=False, tls=True),
 }
 
 

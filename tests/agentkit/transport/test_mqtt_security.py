@@ -143,35 +143,6 @@ def test_only_the_owner_commands_the_robot_and_only_the_robot_publishes_its_topi
     asyncio.run(go())
 
 
-# -- TLS ----------------------------------------------------------------------------------------------------
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    """A private CA and a server certificate for 127.0.0.1, made with the openssl binary."""
-    from shutil import which
-
-    if which("openssl") is None:
-        pytest.skip("openssl binary not installed")
-    from agentkit.transport.mqtt.broker import TlsFiles
-
-    d = tmp_path_factory.mktemp("tls")
-    d.chmod(0o755)  # mosquitto started as root reads the key as user mosquitto
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test CA", cwd=d)
-    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=d)
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "san.ext", "-out", "server.pem", cwd=d,
-    )  # fmt: skip
-    for f in d.iterdir():
-        f.chmod(0o644)
-    return TlsFiles(ca=d / "ca.pem", cert=d / "server.pem", key=d / "server.key")
-
-
 @pytest.mark.robot
 def test_tls_with_a_private_ca_and_logins(tls_files, robot, mqtt):
     from agentkit.errors import SourceError
