@@ -100,7 +100,11 @@ class RemoteArmEpisodeEnv:
     async def reset(self, *, seed: int | None = None) -> tuple[Frame, dict[str, Any]]:
         out = await self.link.control("reset", timeout_s=self.timeout_s, seed=seed)
         self.episode = int(out["episode"])
-        return await self._frame(), {"seed": seed, "instruction": self.instruction}
+        instruction = self.instruction
+        if not instruction:  # a world that names the task per episode (fetch-multi) says it in its state
+            state = await self.link.control("state", timeout_s=self.timeout_s)
+            instruction = str(state.get("instruction") or "")
+        return await self._frame(), {"seed": seed, "instruction": instruction}
 
     async def step(self, calls: Sequence[ToolCall]) -> tuple[Frame | None, float, bool, bool, StepInfo]:
         info = await _run_calls(self.toolbox, calls, self._seq)

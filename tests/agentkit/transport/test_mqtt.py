@@ -171,22 +171,23 @@ def test_broker_restart_mid_action_reconnects_and_the_episode_resumes(broker, ro
 
 
 @pytest.mark.robot
-def test_pixels_episode_against_a_robot_node_in_another_process(broker, tmp_path):
+@pytest.mark.parametrize("world", ["fetch", "fetch-multi"])
+def test_pixels_episode_against_a_robot_node_in_another_process(broker, tmp_path, world):
     from agentkit.benchmarks.robot import EvalConfig, evaluate
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cli = "import agentkit.apps.cli.robot; from agentkit.apps.cli.groups import app; app()"
+    args = ["robot-node", "--env", world, "--broker", broker.url, "--name", "r9", "--realtime", "0"]
     node = subprocess.Popen(
-        [sys.executable, "-c", cli, "robot-node", "--broker", broker.url, "--name", "r9", "--realtime", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "node.log", "w"),
+        [sys.executable, "-c", cli, *args], env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "node.log", "w")
     )
     try:
         cfg = EvalConfig(policy="pixels", episodes=1, seed=11, node=broker.url + "/r9", timeout_s=30)
         report = asyncio.run(asyncio.wait_for(evaluate(cfg), 90))
         assert report.overall["success_rate"] == 1.0, report.episodes
         assert report.overall["frame_to_action_ms"]["n"] >= 2
+        # a world that names its task per episode hands the instruction to the policy over MQTT too
+        assert bool(report.episodes[0]["instruction"]) == (world == "fetch-multi")
     finally:
         node.terminate()
         node.wait(10)
