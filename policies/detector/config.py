@@ -68,6 +68,28 @@ class DetectorConfig(PolicyConfig):
             overlaps their box (so motion nearby cannot keep a ghost in view forever).
         narrate_motion: also answer Response "Motion started." / "Motion stopped." for motion that is not
             explained by a person in view (off by default: motion is then Standby, it may become an arrival).
+        objects: general narration: track every moving thing (not only people) and narrate it by what was
+            measured (size, colour, where it came in, stopped and left, direction, speed). Off: people only.
+        merge_gap: blobs closer than this (normalized) are one thing.
+        object_min_area: a thing must reach this box area (fraction of the frame) to be narrated.
+        object_min_life_s: ... and be followed at least this long.
+        object_min_travel: a thing that appeared inside the view (not at an edge) must move this far (normalized)
+            to be narrated: flicker, swaying leaves and noise stay put.
+        enter_wait_s: a thing that came in and keeps moving is narrated ("came in") after this long.
+        object_settle_distance: a thing whose centre moved less than this over ``settle_s`` is at rest.
+        start_travel: a resting thing that moved this far "started moving" (or after ``enter_wait_s``).
+        object_exit_after_s: a thing whose blob vanished at a frame edge has left after this long.
+        reid_s: a thing whose blob vanished inside the view (occluded) is kept this long and re-identified by
+            predicted position and colour when it shows again.
+        reid_colour: largest colour difference (RGB distance / 255) for re-identification.
+        busy_level: places that are foreground this often (a running average; flicker, leaves, a screen) start
+            no new things.
+        align_max_shift: undo camera shake up to this many work pixels (0: off).
+        faces: also run OpenCV's Haar frontal-face cascade (shipped in the opencv wheel): a face is a person
+            in view (HOG needs the whole body).
+        face_every_s: run the face cascade at most this often (stream seconds).
+        face_width: image width the face cascade runs at.
+        face_min_size: smallest face side in pixels at ``face_width``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -108,10 +130,26 @@ class DetectorConfig(PolicyConfig):
     blob_only_max_s: float = Field(6.0, gt=0)
     standby_after_miss_s: float = Field(0.5, gt=0)
     narrate_motion: bool = False
+    objects: bool = True
+    merge_gap: float = Field(0.03, ge=0.0, lt=0.5)
+    object_min_area: float = Field(0.004, ge=0.0, lt=1.0)
+    object_min_life_s: float = Field(0.4, ge=0.0)
+    object_min_travel: float = Field(0.12, ge=0.0, le=2.0)
+    enter_wait_s: float = Field(2.0, gt=0)
+    object_settle_distance: float = Field(0.03, gt=0)
+    start_travel: float = Field(0.15, gt=0)
+    object_exit_after_s: float = Field(0.4, gt=0)
+    reid_s: float = Field(2.0, ge=0)
+    reid_colour: float = Field(0.25, gt=0)
+    busy_level: float = Field(0.25, gt=0.0, le=1.0)
+    align_max_shift: float = Field(6.0, ge=0.0)
+    faces: bool = True
+    face_every_s: float = Field(0.5, gt=0)
+    face_width: int = Field(256, ge=32, le=4096)
+    face_min_size: int = Field(20, ge=8)
 
     @model_validator(mode="after")
     def _check_relations(self) -> DetectorConfig:
         if self.exit_after_s > self.lost_after_s:
             raise ValueError(f"exit_after_s ({self.exit_after_s}) must not exceed lost_after_s ({self.lost_after_s})")
         return self
-

@@ -27,11 +27,21 @@ class Blob:
 
 @dataclass(frozen=True, slots=True)
 class MotionResult:
-    """Foreground summary of one frame."""
+    """Foreground summary of one frame.
+
+    ``mask``, ``image`` and ``background`` are views of this frame's work copy, for the caller to read during
+    the same step (colours, templates); nothing keeps them afterwards.
+    """
 
     fraction: float  # foreground pixels / all pixels (after noise removal)
     blobs: tuple[Blob, ...]
     global_change: bool = False  # most of the frame changed (light/exposure): blobs are not reported
+    mask: np.ndarray | None = None  # HxW uint8, 255 = foreground (after clean-up)
+    image: np.ndarray | None = None  # the work image after exposure compensation and shake alignment
+    background: np.ndarray | None = None  # the background model's image before this frame (None early on)
+    shift: tuple[float, float] = (0.0, 0.0)  # camera shake undone on this frame, in work pixels (dx, dy)
+    solid: tuple[Blob, ...] = ()  # blobs after removing light changes (shadows, exposure): things, not light
+    solid_mask: np.ndarray | None = None  # their mask
 
 
 class ForegroundModel:
@@ -47,6 +57,10 @@ class ForegroundModel:
         relearn_rate: MOG2 learning rate used on such frames.
         compensate_gain: scale each frame so its background brightness matches the model's (undoes
             auto-exposure) before background subtraction.
+        align_max_shift: undo camera shake: the frame's translation against the background image is measured
+            by phase correlation and undone when it lies between ``align_min_shift`` and this many work pixels
+            (0: off). A hand-held or wind-shaken camera otherwise turns every edge in view into "motion".
+        align_min_shift: smaller shifts are left alone (sensor noise, not shake).
     """
 
     def __init__(
@@ -58,6 +72,8 @@ class ForegroundModel:
         global_change_fraction: float = 0.5,
         relearn_rate: float = 0.2,
         compensate_gain: bool = True,
+        align_max_shift: float = 6.0,
+        align_min_shift: float = 0.3,
     ) -> None:
         self.history = history
         self.var_threshold = var_threshold
@@ -66,6 +82,8 @@ class ForegroundModel:
         self.global_change_fraction = global_change_fraction
         self.relearn_rate = relearn_rate
         self.compensate_gain = compensate_gain
+        self.align_max_shift = align_max_shift
+        self.align_min_shift = align_min_shift
         self._kernel_open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._kernel_close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
         self.reset()
@@ -76,17 +94,35 @@ class ForegroundModel:
             history=self.history, varThreshold=self.var_threshold, detectShadows=True
         )
         self._frames = 0
+        self._window: np.ndarray | None = None
 
-    def _compensate(self, image: np.ndarray) -> np.ndarray:
+    def _align(self, image: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """Undo a global translation of ``image`` against the background image (camera shake).
+
+        Phase correlation of the two grayscale images: the static background dominates the cross-power
+        spectrum, so an object moving through the view does not pull the estimate; a weak peak (a flat,
+        textureless view) or a shift beyond ``align_max_shift`` (a pan, a cut) is left alone.
+        """
+        g_img = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        g_bg = cv2.cvtColor(bg, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        if self._window is None or self._window.shape != g_img.shape:
+            self._window = cv2.createHanningWindow(g_img.shape[::-1], cv2.CV_32F)
+        (dx, dy), response = cv2.phaseCorrelate(g_bg, g_img, self._window)
+        mag = float(np.hypot(dx, dy))
+        if response < 0.1 or mag < self.align_min_shift or mag > self.align_max_shift:
+            return image, (0.0, 0.0)
+        m = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy]], dtype=np.float32)
+        size = (int(image.shape[1]), int(image.shape[0]))
+        out = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return out, (float(dx), float(dy))
+
+    def _compensate(self, image: np.ndarray, bg: np.ndarray | None = None) -> np.ndarray:
         """Undo a global brightness change (camera auto-exposure reacting to dark clothes, a cloud).
 
         Per channel, fit ``frame = gain * background + offset`` on a pixel subsample with one round of
         outlier rejection: a person covers well under half of the frame, so the fit follows the background.
         The frame is then mapped back onto the background model's exposure.
         """
-        if self._frames < 2:
-            return image
-        bg = self._mog.getBackgroundImage()
         if bg is None or bg.shape != image.shape:
             return image
         x_all = bg[::3, ::3].reshape(-1, 3).astype(np.float32)
@@ -111,23 +147,31 @@ class ForegroundModel:
 
     def apply(self, image: np.ndarray) -> MotionResult:
         """Update the model with a small HxWx3 image and return its foreground blobs."""
+        bg = self._mog.getBackgroundImage() if self._frames >= 2 else None
+        if bg is not None and bg.shape != image.shape:
+            bg = None
+        shift = (0.0, 0.0)
+        if bg is not None and self.align_max_shift > 0 and min(image.shape[:2]) >= 16:
+            image, shift = self._align(image, bg)
         if self.compensate_gain:
-            image = self._compensate(image)
+            image = self._compensate(image, bg)
         raw = self._mog.apply(image)
         self._frames += 1
         if self._frames <= self.warmup_frames:
-            return MotionResult(0.0, ())
+            return MotionResult(0.0, (), image=image, background=bg, shift=shift)
         fg = np.where(raw == 255, np.uint8(255), np.uint8(0))  # 127 = shadow: not foreground
         if self.global_change_fraction < 1.0 and np.count_nonzero(fg) >= self.global_change_fraction * fg.size:
             # Most of the frame changed at once: a light or camera-exposure change, not motion. Relearn the
             # background fast and report no blobs (people stay tracked by the detector meanwhile).
             self._mog.apply(image, learningRate=self.relearn_rate)
-            return MotionResult(float(np.count_nonzero(fg)) / fg.size, (), global_change=True)
+            return MotionResult(
+                float(np.count_nonzero(fg)) / fg.size, (), global_change=True, image=image, background=bg, shift=shift
+            )
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel_open)
         fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, self._kernel_close)
         h, w = fg.shape
         total = float(h * w)
-        n, _labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
         blobs: list[Blob] = []
         covered = 0
         for i in range(1, n):
@@ -136,7 +180,67 @@ class ForegroundModel:
                 continue
             covered += area
             blobs.append(Blob((x / w, y / h, (x + bw) / w, (y + bh) / h), area / total))
-        return MotionResult(covered / total, tuple(blobs))
+        if len(blobs) < n - 1:  # small components dropped: keep them out of the mask as well
+            keep = np.zeros(n, np.uint8)
+            for i in range(1, n):
+                if stats[i][4] / total >= self.min_blob_fraction:
+                    keep[i] = 255
+            fg = keep[labels]
+        solid, solid_mask = (), fg
+        if blobs and bg is not None:
+            solid_mask = cv2.bitwise_and(fg, cv2.bitwise_not(light_change_mask(image, bg)))
+            solid_mask = cv2.morphologyEx(solid_mask, cv2.MORPH_OPEN, self._kernel_open)
+            solid_mask = cv2.morphologyEx(solid_mask, cv2.MORPH_CLOSE, self._kernel_close)
+            solid = tuple(self._components(solid_mask))
+        elif blobs:
+            solid = tuple(blobs)
+        return MotionResult(
+            covered / total,
+            tuple(blobs),
+            mask=fg,
+            image=image,
+            background=bg,
+            shift=shift,
+            solid=solid,
+            solid_mask=solid_mask,
+        )
+
+    def _components(self, mask: np.ndarray) -> list[Blob]:
+        h, w = mask.shape
+        total = float(h * w)
+        n, _labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        out = []
+        for i in range(1, n):
+            x, y, bw, bh, area = (int(v) for v in stats[i])
+            if area / total >= self.min_blob_fraction:
+                out.append(Blob((x / w, y / h, (x + bw) / w, (y + bh) / h), area / total))
+        return out
+
+
+def light_change_mask(image: np.ndarray, bg: np.ndarray, radius: int = 2) -> np.ndarray:
+    """255 where the frame differs from the background only by light (a soft shadow, exposure, a reflection).
+
+    Per pixel, over a (2r+1)^2 window: where either image has texture, the two windows must correlate
+    (zero-mean NCC > 0.8: the same pattern, brighter or darker); where both are flat, the brightness ratio
+    must lie in [0.55, 1.6] with the same chromaticity (a plain wall in shade stays grey; a red sleeve in
+    front of it does not). Everything else is a thing in front of the background.
+    """
+    c = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    b = cv2.cvtColor(bg, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    k = (2 * radius + 1, 2 * radius + 1)
+    mc, mb = cv2.blur(c, k), cv2.blur(b, k)
+    vc = np.maximum(cv2.blur(c * c, k) - mc * mc, 0.0)
+    vb = np.maximum(cv2.blur(b * b, k) - mb * mb, 0.0)
+    cov = cv2.blur(c * b, k) - mc * mb
+    ncc = cov / np.sqrt(vc * vb + 1.0)
+    textured = (vc > 16.0) | (vb > 16.0)
+    light = textured & (vc > 9.0) & (vb > 9.0) & (ncc > 0.8)
+    ratio = (mc + 1.0) / (mb + 1.0)
+    si = image.astype(np.float32).sum(axis=2) + 3.0
+    sb = bg.astype(np.float32).sum(axis=2) + 3.0
+    chroma = np.abs(image[..., 0] / si - bg[..., 0] / sb) + np.abs(image[..., 1] / si - bg[..., 1] / sb)
+    flat_light = ~textured & (ratio > 0.55) & (ratio < 1.6) & (cv2.blur(chroma, k) < 0.04)
+    return np.where(light | flat_light, np.uint8(255), np.uint8(0))
 
 
 def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

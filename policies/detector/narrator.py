@@ -24,14 +24,41 @@ from typing import Any
 import cv2
 import numpy as np
 
+from agentkit.policies.detector.classes import HaarFaceDetector, body_from_face, faces_available
 from agentkit.policies.detector.config import DetectorConfig
+from agentkit.policies.detector.describe import (
+    colour_name,
+    count_text,
+    direction_word,
+    edge_word,
+    place_word,
+    size_word,
+    speed_word,
+    touching_edges,
+)
 from agentkit.policies.detector.motion import Blob, ForegroundModel
+from agentkit.policies.detector.objects import ObjectEvent, ObjectTrack, ObjectTracker
 from agentkit.policies.detector.people import Detection, HogPeopleDetector
 from agentkit.policies.detector.tracker import Track, Tracker
 from agentkit.policy import Policy
 from agentkit.types import Box, Decision, Frame
 
 PersonDetector = Callable[[np.ndarray], list[Detection]]
+
+EVENT_TYPES: dict[str, tuple[tuple[str, ...], ...]] = {
+    # the label types each narrated event can stand for, one tuple per event slot (see benchmarks/narration.py)
+    "arrive": (("arrive", "enter"),),  # came in and stopped
+    "enter": (("enter",),),  # came in, still moving
+    "pass": (("enter",), ("leave",)),  # came in and left again
+    "leave": (("leave",),),
+    "stop": (("stop",),),
+    "start": (("start",),),
+    "move": (("start",), ("stop",)),  # started moving and stopped again
+    "placed": (("count",),),  # something put down: one more thing at rest in view
+    "removed": (("count",),),  # something taken away
+    "present": (("count",),),  # someone found in view who did not come in (there from the start)
+}
+"""Event kinds the narrator reports in ``meta["event"]``/``meta["events"]`` and what each can be scored as."""
 
 
 def _people(n: int) -> str:
@@ -53,6 +80,65 @@ def event_text(arrived: int, left: int, in_view: int) -> str:
         part = _count_phrase(left, "left")
         parts.append(part if not parts else part[0].lower() + part[1:])
     return f"{' and '.join(parts)} ({_people(in_view)})."
+
+
+def _thing(t: ObjectTrack) -> tuple[str, str]:
+    """("Something small and red", "The small red thing") for an unclassified track."""
+    size = size_word(t.max_area)
+    colour = colour_name(t.colour) if t.colour is not None else ""
+    if colour:
+        return f"Something {size} and {colour}", f"The {size} {colour} thing"
+    return f"Something {size}", f"The {size} thing"
+
+
+def _heading(t: ObjectTrack) -> str:
+    vx, vy = t.velocity(1.0)
+    if abs(vx) + abs(vy) < 1e-6:
+        return ""
+    speed = speed_word(float(np.hypot(vx, vy)))
+    return f"moving {direction_word(vx, vy)}" + (f" {speed}" if speed else "")
+
+
+def thing_sentence(ev: ObjectEvent) -> str:
+    """One sentence for an event of an unclassified thing; it never names a class."""
+    t = ev.track
+    some, the = _thing(t)
+    cx, cy = _center(ev.where if ev.where is not None else t.box)
+    here = place_word(cx, cy)
+    came = f"came in from {edge_word(t.entry)}" if t.entry else f"appeared {place_word(*t.first_center)}"
+    heading = _heading(t)
+    if ev.kind == "enter":
+        return f"{some} {came}" + (f", {heading}." if heading else ".")
+    if ev.kind == "arrive":
+        return f"{some} {came} and stopped {here}."
+    if ev.kind == "pass":
+        return f"{some} {came} and left through {edge_word(list(ev.edges))}."
+    if ev.kind == "leave":
+        if ev.edges:
+            return f"{the} left through {edge_word(list(ev.edges))}."
+        return f"{the} went out of sight {here}."
+    if ev.kind == "stop":
+        return f"{the} stopped {here}."
+    if ev.kind == "start":
+        return f"{the} started " + (heading if heading else "moving") + "."
+    if ev.kind == "move":
+        return f"{the} moved and stopped again {here}."
+    if ev.kind == "placed":
+        return f"{some} was put down {here}."
+    if ev.kind == "removed":
+        if t.announced:
+            return f"{the} {here} was taken away."
+        return f"Something was taken away from {here.removeprefix('at ').removeprefix('in ')}."
+    return f"{the} changed."
+
+
+def _widen(b: tuple[float, float, float, float], fx: float = 0.5, fy: float = 0.1) -> tuple[float, float, float, float]:
+    w, h = b[2] - b[0], b[3] - b[1]
+    return (b[0] - fx * w, b[1] - fy * h, b[2] + fx * w, b[3] + fy * h)
+
+
+def _center(b: tuple[float, float, float, float]) -> tuple[float, float]:
+    return ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
 
 
 class DetectorNarrator(Policy):
@@ -103,6 +189,7 @@ class DetectorNarrator(Policy):
             warmup_frames=cfg.warmup_frames,
             global_change_fraction=cfg.global_change_fraction,
             relearn_rate=cfg.relearn_rate,
+            align_max_shift=cfg.align_max_shift,
         )
         self._tracker = Tracker(
             iou_match=cfg.iou_match,
@@ -117,12 +204,50 @@ class DetectorNarrator(Policy):
             edge_margin=cfg.edge_margin,
             blob_only_max_s=cfg.blob_only_max_s,
         )
+        self._objects = ObjectTracker(
+            merge_gap=cfg.merge_gap,
+            min_area=cfg.object_min_area,
+            min_life_s=cfg.object_min_life_s,
+            min_travel=cfg.object_min_travel,
+            enter_wait_s=cfg.enter_wait_s,
+            settle_s=cfg.settle_s,
+            settle_distance=cfg.object_settle_distance,
+            start_travel=cfg.start_travel,
+            start_wait_s=cfg.enter_wait_s,
+            exit_after_s=cfg.object_exit_after_s,
+            reid_s=cfg.reid_s,
+            reid_colour=cfg.reid_colour,
+            busy_level=cfg.busy_level,
+        )
+        self._face_detector = (
+            HaarFaceDetector(width=cfg.face_width, min_size=cfg.face_min_size)
+            if cfg.faces and faces_available()
+            else None
+        )
+        # faces are looked for every ``face_every_s``: confirmation needs two hits over ~0.5 s
+        self._faces = Tracker(
+            iou_match=0.2,
+            blob_overlap=0.1,
+            confirm_hits=2,
+            confirm_min_s=min(0.4, cfg.face_every_s),
+            confirm_hit_rate=0.5,
+            tentative_timeout_s=2.5 * cfg.face_every_s,
+            lost_after_s=max(3.0, 4 * cfg.face_every_s),
+            exit_after_s=1.0,
+            edge_margin=cfg.edge_margin,
+            blob_only_max_s=8.0,
+        )
         self.reset()
 
     # -- Policy -----------------------------------------------------------------------------------------
     def reset(self) -> None:
         self._fg.reset()
         self._tracker.reset()
+        self._objects.reset()
+        self._faces.reset()
+        self._first_pts: float | None = None
+        self._last_face_pts = float("-inf")
+        self._departed: list[tuple[tuple[float, float, float, float], float]] = []  # (last box, until pts)
         self._size: tuple[int, int] | None = None
         self._frames = 0
         self._last_hog_pts = float("-inf")
@@ -132,8 +257,13 @@ class DetectorNarrator(Policy):
 
     @property
     def tracks(self) -> list[Track]:
-        """The tracks alive now (read-only use: for tests and overlays)."""
+        """The people tracks alive now (read-only use: for tests and overlays)."""
         return list(self._tracker.tracks)
+
+    @property
+    def things(self) -> list[ObjectTrack]:
+        """The unclassified things alive now, narrated or not (read-only use: for tests and overlays)."""
+        return list(self._objects.tracks)
 
     def step(self, frame: Frame) -> Decision:
         t0 = time.perf_counter()
@@ -166,35 +296,125 @@ class DetectorNarrator(Policy):
             )
         self._frames += 1
         pts = float(frame.pts)
+        if self._first_pts is None or pts < self._first_pts:
+            self._first_pts = pts
         removed = self._tracker.update(pts, dets, motion.blobs)
         arrived = self._arrivals(pts)
+        # there from the start: found in the first second, away from the edges (not seen coming in)
+        present = [
+            tr
+            for tr in arrived
+            if tr.first_pts - self._first_pts < 1.0 and not touching_edges(tr.first_box or tr.box, cfg.edge_margin)
+        ]
+        arrived = [tr for tr in arrived if tr not in present]
         left = [tr for tr in removed if tr.announced]
         in_view = [tr for tr in self._tracker.tracks if tr.announced]
+        face_present, face_left = self._face_step(frame, small, pts, motion.blobs, in_view)
+        faces_in_view = self._face_people(in_view)
+        present += face_present
+        left_n = len(left) + len(face_left)
+        for tr in left + face_left:
+            self._departed.append((_widen(tr.box), pts + 3.0))
+        self._departed = [(b, until) for b, until in self._departed if until > pts]
+        thing_events: list[ObjectEvent] = []
+        if cfg.objects:
+            # a person's own pieces (an arm, their shadow, the part of them a blob still shows when HOG lost
+            # them walking out) lie in or right beside their box
+            claims = [_widen(tr.box) for tr in self._tracker.tracks if tr.confirmed]
+            claims += [body_from_face(tr.box) for tr in self._faces.tracks if tr.confirmed]
+            claims += [b for b, _ in self._departed]
+            holds = [tr.box for tr in self._tracker.tracks if not tr.confirmed]
+            holds += [body_from_face(tr.box) for tr in self._faces.tracks if not tr.confirmed]
+            thing_events = self._objects.update(
+                pts,
+                motion.solid,
+                image=motion.image,
+                mask=motion.solid_mask,
+                background=motion.background,
+                claims=claims,
+                holds=holds,
+            )
+        things = self._objects.visible() if cfg.objects else []
         unexplained = self._unexplained_motion(motion.blobs, in_view)
         motion_event = self._motion_hysteresis(unexplained >= cfg.motion_fraction)
 
-        meta: dict[str, Any] = {"people": len(in_view), "motion": round(motion.fraction, 4)}
+        n_people = len(in_view) + len(faces_in_view)
+        meta: dict[str, Any] = {"people": n_people, "motion": round(motion.fraction, 4)}
+        if cfg.objects:
+            meta["things"] = len(things)
         boxes = [Box(*tr.box, label="person", score=round(tr.score, 3)) for tr in in_view]
-        if arrived or left:
-            meta["event"] = "change" if (arrived and left) else ("arrive" if arrived else "leave")
-            meta["arrived"], meta["left"] = len(arrived), len(left)
-            if left:
-                meta["departed"] = [Box(*tr.box, label="person").to_dict() for tr in left]
-            return Decision.response(
-                event_text(len(arrived), len(left), len(in_view)),
-                seq=frame.seq,
-                pts=frame.pts,
-                boxes=boxes,
-                meta=meta,
-                model_ms=_ms(t0),
-            )
+        boxes += [Box(*tr.box, label="face") for tr in faces_in_view]
+        boxes += [Box(*t.box, label="object") for t in things]
+        kinds: list[str] = []
+        sentences: list[str] = []
+        if arrived or left_n:
+            kinds += ["arrive"] * len(arrived) + ["leave"] * left_n
+            sentences.append(event_text(len(arrived), left_n, n_people)[:-1].rsplit(" (", 1)[0] + ".")
+        for _tr in present:
+            kinds.append("present")
+        if present:
+            who = "A person is" if len(present) == 1 else f"{len(present)} people are"
+            sentences.append(f"{who} in view.")
+        for ev in thing_events:
+            kinds.append(ev.kind)
+            sentences.append(thing_sentence(ev))
+        if kinds:
+            if all(k in ("arrive", "leave") for k in kinds):
+                meta["event"] = "change" if (arrived and left_n) else ("arrive" if arrived else "leave")
+                meta["arrived"], meta["left"] = len(arrived), left_n
+            else:
+                meta["event"] = kinds[0] if len(set(kinds)) == 1 else "change"
+            meta["events"] = kinds
+            departed = [tr.box for tr in left + face_left]
+            if departed:
+                meta["departed"] = [Box(*b, label="person").to_dict() for b in departed]
+            body = " ".join(sentences)
+            text = f"{body[:-1]} ({count_text(n_people, len(things))})."
+            return Decision.response(text, seq=frame.seq, pts=frame.pts, boxes=boxes, meta=meta, model_ms=_ms(t0))
         if cfg.narrate_motion and motion_event is not None:
             meta["event"] = f"motion_{motion_event}"
             text = "Motion started." if motion_event == "start" else "Motion stopped."
             return Decision.response(text, seq=frame.seq, pts=frame.pts, boxes=boxes, meta=meta, model_ms=_ms(t0))
-        if self._under_way(pts, unexplained):
+        if self._under_way(pts, unexplained) or (cfg.objects and self._objects.pending(pts)):
             return Decision.standby(seq=frame.seq, pts=frame.pts, boxes=boxes, meta=meta, model_ms=_ms(t0))
         return Decision.silence(seq=frame.seq, pts=frame.pts, boxes=boxes, meta=meta, model_ms=_ms(t0))
+
+    # -- faces ------------------------------------------------------------------------------------------
+    def _face_step(
+        self, frame: Frame, small: np.ndarray, pts: float, blobs: Sequence[Blob], people: Sequence[Track]
+    ) -> tuple[list[Track], list[Track]]:
+        """Run the face cascade when due; returns face-people newly in view and those gone through an edge."""
+        if self._face_detector is None:
+            return [], []
+        cfg = self.config
+        dets: list[Detection] | None = None
+        if pts - self._last_face_pts >= cfg.face_every_s or pts < self._last_face_pts:
+            self._last_face_pts = pts
+            src = frame.image if frame.width >= cfg.face_width or small.shape[1] < cfg.face_width else small
+            h, w = src.shape[:2]
+            if w > cfg.face_width:
+                src = cv2.resize(
+                    src, (cfg.face_width, max(1, round(h * cfg.face_width / w))), interpolation=cv2.INTER_AREA
+                )
+            dets = self._face_detector.detect(cv2.cvtColor(src, cv2.COLOR_RGB2GRAY))
+        removed = self._faces.update(pts, dets, blobs)
+        new = []
+        for tr in self._faces.tracks:
+            if tr.confirmed and not tr.announced:
+                tr.announced = True
+                if not self._inside_person(tr, people):
+                    new.append(tr)
+        gone = [tr for tr in removed if tr.announced and tr.touches_edge(cfg.edge_margin)]
+        gone = [tr for tr in gone if not self._inside_person(tr, people)]
+        return new, gone
+
+    def _face_people(self, people: Sequence[Track]) -> list[Track]:
+        return [tr for tr in self._faces.tracks if tr.announced and not self._inside_person(tr, people)]
+
+    @staticmethod
+    def _inside_person(face: Track, people: Sequence[Track]) -> bool:
+        cx, cy = _center(face.box)
+        return any(p.box[0] <= cx <= p.box[2] and p.box[1] <= cy <= p.box[3] for p in people)
 
     # -- event logic ------------------------------------------------------------------------------------
     def _arrivals(self, pts: float) -> list[Track]:

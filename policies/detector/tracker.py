@@ -49,6 +49,11 @@ class Track:
     confirmed_pts: float | None = None
     announced: bool = False  # its arrival has been narrated
     centers: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=128))
+    first_box: NormBox | None = None  # the box of its first detection
+
+    def __post_init__(self) -> None:
+        if self.first_box is None:
+            self.first_box = self.box
 
     @property
     def confirmed(self) -> bool:
