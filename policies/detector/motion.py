@@ -186,7 +186,8 @@ class ForegroundModel:
                 if stats[i][4] / total >= self.min_blob_fraction:
                     keep[i] = 255
             fg = keep[labels]
-        solid, solid_mask = (), fg
+        solid: tuple[Blob, ...] = ()
+        solid_mask = fg
         if blobs and bg is not None:
             solid_mask = cv2.bitwise_and(fg, cv2.bitwise_not(light_change_mask(image, bg)))
             solid_mask = cv2.morphologyEx(solid_mask, cv2.MORPH_OPEN, self._kernel_open)
