@@ -10,9 +10,10 @@ How, per forward (:func:`append_batch`):
   buffer holds every stream's cached keys/values **left-padded** to ``P = max P_b``, followed by the new
   chunk's (``N = max N_b``; new tokens **right-padded**). The buffer is filled lazily inside the layer's
   ``update`` (:class:`_GatherLayer`), so only one layer's gather is alive at a time besides the caches.
-* A ``[B, P + N]`` attention mask hides both paddings; position ids are each stream's own, computed by its
-  adapter for its chunk at its own next position (Qwen's 3-axis M-RoPE positions per chunk, shifted), never
-  from the padded layout. Padded query rows always see their stream's real tokens, so no row is fully masked.
+* A ``[B, 1, N, P + N]`` attention mask hides both paddings (causal within the new tokens); position ids
+  are each stream's own, computed by its adapter for its chunk at its own next position (Qwen's 3-axis
+  M-RoPE positions per chunk, shifted), never from the padded layout. Padded query rows always see their
+  stream's real tokens, so no row is fully masked.
 * Pixel inputs of all streams are concatenated in stream order: the model scatters vision embeddings into
   the placeholder tokens in row-major order, which is exactly that order.
 * The logits of each stream's last real token are taken (``logits_to_keep`` as per-row indices); then each
@@ -70,9 +71,12 @@ class _GatherLayer(DynamicLayer):
     def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         b, h, n, d = key_states.shape
         w = self.width
-        keys = key_states.new_zeros(b, h, w + n, d)
-        values = value_states.new_zeros(b, h, w + n, d)
+        keys = key_states.new_empty(b, h, w + n, d)
+        values = value_states.new_empty(b, h, w + n, d)
         for i, (src, p) in enumerate(zip(self.sources, self.past, strict=True)):
+            if p < w:  # left padding: masked, but must be finite (0 * NaN would still be NaN)
+                keys[i, :, : w - p].zero_()
+                values[i, :, : w - p].zero_()
             if src is not None and p:
                 src_k: Any = src.keys
                 src_v: Any = src.values
@@ -106,6 +110,20 @@ def _pad_id(adapter: Any) -> int:
         if cand is not None and int(cand) not in adapter.placeholder_ids:
             return int(cand)
     return 0
+
+
+def _mask(valid: Any, width: int, dtype: Any) -> Any:
+    """The 4-D additive attention mask ``[B, 1, N, P + N]`` of a batch: query ``j`` (a new token) sees the
+    stream's real cached tokens and its own new tokens up to itself; padding is never seen. Built here in one
+    go (the model takes a 4-D mask as it is) instead of from a 2-D padding mask, layer type by layer type."""
+    import torch
+
+    n_batch, kv = valid.shape
+    span = kv - width
+    causal = torch.arange(kv)[None, :] <= (width + torch.arange(span))[:, None]  # [N, P + N]
+    allowed = causal[None] & valid[:, None, :]  # [B, N, P + N]
+    mask = torch.zeros((n_batch, 1, span, kv), dtype=dtype)
+    return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
 
 
 def append_batch(items: Sequence[tuple[StreamSession, PendingAppend]]) -> list[Any]:
@@ -143,12 +161,12 @@ def append_batch(items: Sequence[tuple[StreamSession, PendingAppend]]) -> list[A
     record = any(s.record for s in sessions)
 
     ids = torch.full((n_batch, span), _pad_id(adapter), dtype=torch.long)
-    mask = torch.zeros((n_batch, width + span), dtype=torch.long)
+    valid = torch.zeros((n_batch, width + span), dtype=torch.bool)
     axes = adapter.pos_axes
     pos = torch.zeros((axes, n_batch, span), dtype=torch.long)
     for b, ((_, pending), p, n) in enumerate(zip(items, past, new, strict=True)):
         ids[b, :n] = torch.tensor(pending.chunk.ids, dtype=torch.long)
-        mask[b, width - p : width + n] = 1
+        valid[b, width - p : width + n] = True
         pos[:, b, :n] = pending.positions
         pos[:, b, n:] = pending.positions[:, -1:]  # padding: any position, its query is never read
     images = [img for c in chunks for img in c.images]
@@ -165,7 +183,7 @@ def append_batch(items: Sequence[tuple[StreamSession, PendingAppend]]) -> list[A
             input_ids=ids.to(dev),
             position_ids=(pos if axes == 3 else pos[0]).to(dev),
             past_key_values=cache,
-            attention_mask=mask.to(dev),
+            attention_mask=_mask(valid, width, adapter.dtype).to(dev),
             use_cache=True,
             logits_to_keep=keep,
             **kw,
@@ -200,11 +218,13 @@ def probe_batch(items: Sequence[tuple[StreamSession, list[Any]]]) -> list[Any]:
 @dataclass
 class Turn:
     """One stream's turn in a batched step: its policy and its frame (``None``: a turn of questions only,
-    asked with ``policy.instruct`` before; ``pts`` its stream time)."""
+    asked with ``policy.instruct`` before; ``pts`` its stream time). ``vision``: the frame's chunk when it
+    was already made (``adapter.frame_chunk``), e.g. by a scheduler while the previous batch ran."""
 
     policy: VLMPolicy
     frame: Frame | None
     pts: float | None = None
+    vision: Any = None
 
 
 def step_batch(turns: Sequence[Turn]) -> list[Decision]:
@@ -226,7 +246,7 @@ def step_batch(turns: Sequence[Turn]) -> list[Decision]:
     plans: dict[int, StepPlan] = {}
     for i, turn in enumerate(turns):
         try:
-            plan = turn.policy.plan_step(turn.frame, turn.pts)
+            plan = turn.policy.plan_step(turn.frame, turn.pts, turn.vision)
         except Exception as e:
             out[i] = turn.policy.failed(e, turn.frame)
             continue

@@ -112,6 +112,7 @@ class VLMPolicy(Policy):
                 raise PolicyError(str(e)) from e
         t = self.adapter.template
         self._close_ids = self.adapter.text_ids(t.turn_close)
+        self._text_cache: dict[str, list[int]] = {}
         self._eos = self.adapter.eos_ids
         self.session = StreamSession(self.adapter, window=self.window, record=cfg.record)
         self._lock = threading.Lock()  # instruct() comes from the event-loop thread, step() from a worker
@@ -176,7 +177,7 @@ class VLMPolicy(Policy):
         return self.finish_step(plan, logits, t0)
 
     # -- the three phases of a step (the batched step runs the middle one for many streams at once) ----
-    def plan_step(self, frame: Frame | None, pts: float | None = None) -> StepPlan | Decision:
+    def plan_step(self, frame: Frame | None, pts: float | None = None, vision: Any = None) -> StepPlan | Decision:
         """Phase 1 of a step: prefill the prompt on a new stream, then prepare this turn's ONE chunk (the
         previous turn's closing tokens, any question asked since, the frame's user turn, the assistant
         header) without forwarding it.
@@ -184,6 +185,8 @@ class VLMPolicy(Policy):
         Args:
             frame: the frame; ``None`` for a turn of questions without a frame (needs :meth:`instruct` first).
             pts: stream time of a turn without a frame (default: the last frame's).
+            vision: the frame's chunk if already made with ``adapter.frame_chunk(frame.image)`` (a server does
+                that while the model is busy with another batch); made here otherwise.
 
         Returns:
             The plan, or a Decision when there is nothing to forward (a frame the processor rejects, a turn
@@ -191,14 +194,14 @@ class VLMPolicy(Policy):
         """
         s = self.session
         t = self.adapter.template
-        vision = None
         if frame is not None:
             try:  # a frame the processor rejects is skipped; the stream and its cache stay as they are
-                vision = self.adapter.frame_chunk(frame.image)
+                vision = self.adapter.frame_chunk(frame.image) if vision is None else vision
             except (ValueError, RuntimeError) as e:
                 return Decision.silence(errors=[f"frame rejected by the image processor: {str(e).splitlines()[0]}"])
             pts = frame.pts
         else:
+            vision = None
             with self._lock:
                 if not self._questions:
                     return Decision.silence(errors=["a turn without a frame needs a question (instruct) first"])
@@ -212,23 +215,23 @@ class VLMPolicy(Policy):
         pieces: list[tuple[Any, int]] = []
         if self._pending:
             pieces.append((self.adapter.encode([self._pending]), s.current_segment))
-        header: list[Any] = [t.user_open]
+        header: list[Any] = [self._ids(t.user_open)]
         with self._lock:
             asked, self._questions = self._questions, []
         if asked:  # a question goes into this frame's user turn, in its own pinned segment
             questions = [q for q, _ in asked]
             meta["questions"] = questions
             q_seg = s.new_segment(pts, question=True)
-            pieces.append((self.adapter.encode([t.user_open] + [q + "\n" for q in questions]), q_seg))
+            pieces.append((self.adapter.encode([self._ids(t.user_open)] + [q + "\n" for q in questions]), q_seg))
             header = []
         seg = s.new_segment(pts, pinned=False)
-        seen: list[Any] = [t.frame_header.format(t0=pts, t1=pts + 1), vision] if vision is not None else []
-        frame_chunk = self.adapter.encode([*header, *seen, t.turn_close])
+        seen: list[Any] = [self._ids(t.frame_header.format(t0=pts, t1=pts + 1)), vision] if vision is not None else []
+        frame_chunk = self.adapter.encode([*header, *seen, self._close_ids])
         if vision is not None:
             self._resized = self._resized_size(frame_chunk)
         zero_shot = self.decision_cfg.mode == "zero_shot"
         if not zero_shot:
-            frame_chunk.extend(self.adapter.encode([self.adapter.template.assistant_open]))
+            frame_chunk.extend(self.adapter.encode([self._ids(t.assistant_open)]))
         merged, segs = self._merge([*pieces, (frame_chunk, seg)])
         return StepPlan(s.prepare(merged, segments=segs), seg, meta, zero_shot, before)
 
@@ -282,6 +285,16 @@ class VLMPolicy(Policy):
         if evicted:
             self._pending = []  # the closing tokens of a turn that is no longer in the cache
         return evicted
+
+    def _ids(self, text: str) -> list[int]:
+        """Token ids of a template string (turn markers, frame headers), tokenized once: each part of a chunk
+        is tokenized on its own anyway, so this is the same as passing the string."""
+        ids = self._text_cache.get(text)
+        if ids is None:
+            if len(self._text_cache) > 4096:  # frame headers differ per second: keep the cache bounded
+                self._text_cache.clear()
+            ids = self._text_cache[text] = self.adapter.text_ids(text)
+        return ids
 
     def _merge(self, pieces: list[tuple[Any, int]]) -> tuple[Any, list[int]]:
         """Several encoded chunks as ONE chunk, with the segment of each token."""
