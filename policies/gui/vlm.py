@@ -9,15 +9,16 @@ converted by :func:`agentkit.parsing.parse_response`). This adapter adds only wh
 GUI-specific: the system prompt listing the GUI tools' schemas, the task as the instruction, and keeping
 nothing but GUI tool calls (anything else is recorded as an error on the step).
 
-No pretrained checkpoint can be downloaded on the machines this project is built on: with a tiny random
-model the wiring runs end to end but succeeds by chance only; a GUI model (UI-TARS-1.5, Qwen2.5-VL) or a
-checkpoint fine-tuned on ``agentkit eval miniwob --record`` episodes is what makes it useful.
+Without ``model`` it loads the shipped ``gui`` checkpoint (:mod:`agentkit.policies.vlm.checkpoints`),
+trained here on MiniWoB++ oracle episodes (screenshots at the benchmark's default scale 3, 480x630; the
+checkpoint's image processor fixes the pixels per frame). A larger GUI model (UI-TARS-1.5, Qwen2.5-VL)
+goes in with ``model=``.
 """
 
 from __future__ import annotations
 
 from agentkit.policies.vlm.decode import MaxNewTokens
-from agentkit.policies.vlm.tool_policy import ToolVLMConfig, ToolVLMPolicy, tool_system_prompt
+from agentkit.policies.vlm.tool_policy import TOOL_PROMPTS, ToolVLMConfig, ToolVLMPolicy
 from agentkit.tools.gui import GUI_TOOLS
 
 GUI_TOOL_NAMES = tuple(cls.name for cls in GUI_TOOLS)
@@ -25,7 +26,7 @@ GUI_TOOL_NAMES = tuple(cls.name for cls in GUI_TOOLS)
 
 def gui_system_prompt() -> str:
     """The system prompt: the decision protocol, the coordinate convention and the GUI tools' schemas."""
-    return tool_system_prompt("You operate a computer screen to complete the user's task.", "screenshot", GUI_TOOLS)
+    return TOOL_PROMPTS["gui"].system()
 
 
 class GuiVLMConfig(ToolVLMConfig):
@@ -35,7 +36,7 @@ class GuiVLMConfig(ToolVLMConfig):
     Attributes:
         task: the instruction; empty until :meth:`~GuiVLMPolicy.instruct` (MiniWoB++ passes each episode's
             utterance), the model is told to wait for it meanwhile.
-        max_new_tokens: 64, room for an action and its arguments.
+        max_new_tokens: 64, room for a few actions and their arguments (click, type, click).
     """
 
     task: str = ""
@@ -46,13 +47,15 @@ class GuiVLMPolicy(ToolVLMPolicy):
     """The streaming engine prompted for the GUI tools; keeps only GUI tool calls.
 
     Example:
+        >>> policy = GuiVLMPolicy(task="Click OK.")  # the shipped gui checkpoint  # doctest: +SKIP
         >>> policy = GuiVLMPolicy("/path/to/checkpoint", task="Click the OK button.")  # doctest: +SKIP
     """
 
     name = "vlm-gui"
     Config = GuiVLMConfig
     tool_names = GUI_TOOL_NAMES
-    idle_instruction = "Wait for the task."
+    idle_instruction = TOOL_PROMPTS["gui"].instruction
+    shipped = "gui"
 
     @classmethod
     def system_prompt(cls) -> str:

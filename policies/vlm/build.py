@@ -18,6 +18,7 @@ architectures' dimensions, random weights; speed does not depend on weight value
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +38,53 @@ Should I respond now? Answer yes or no. yes no wait. The car stops at the light,
 """
 
 
-def build_tokenizer(arch: str, vocab_size: int = 400, state_tokens: tuple[str, ...] = STATE_TOKENS) -> Any:
-    """Train a byte-level BPE tokenizer on a small built-in corpus and wrap it for transformers.
+WORD_PATTERN = r" ?\p{L}+"
+"""Pre-token of the ``words`` tokenizer: a run of letters with its leading space (as GPT-2 splits words)."""
+
+
+def build_tokenizer(
+    arch: str,
+    vocab_size: int = 400,
+    state_tokens: tuple[str, ...] = STATE_TOKENS,
+    corpus: Sequence[str] | None = None,
+    pre_tokenizer: str = "bytelevel",
+) -> Any:
+    """Train a byte-level BPE tokenizer on a small built-in corpus (or ``corpus``) and wrap it for transformers.
 
     Args:
         arch: a registered architecture; its builder decides which special tokens are added.
         vocab_size: target BPE vocabulary size (specials included).
         state_tokens: the decision tokens to add (e.g. Streamo's ``</Silence>``...; empty for none, as in
             a stock instruct checkpoint).
+        corpus: texts to train the merges on (default: a small built-in English corpus).
+        pre_tokenizer: ``bytelevel`` (GPT-2's split: words, numbers, punctuation runs) or ``words``: a
+            letter run (with its leading space) is one pre-token, every digit is its own token, and
+            everything between (punctuation, JSON syntax, spaces) may merge freely. ``words`` suits a
+            model trained from scratch on tool calls: a number is read and written digit by digit, a
+            word quoted in an instruction tokenizes as it does inside a tool call (so it can be copied),
+            and the JSON around the calls shrinks to a few tokens.
 
     Returns:
         A ``transformers`` fast tokenizer with the architecture's special tokens and the state tokens.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     builder = get_arch(arch).tiny_builder()
     specials = [*builder.specials, *state_tokens]
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if pre_tokenizer == "bytelevel":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    elif pre_tokenizer == "words":
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="isolated"),
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    else:
+        raise ValueError(f"pre_tokenizer must be 'bytelevel' or 'words', got {pre_tokenizer!r}")
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -63,7 +92,7 @@ def build_tokenizer(arch: str, vocab_size: int = 400, state_tokens: tuple[str, .
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    tok.train_from_iterator(list(corpus) if corpus is not None else [_CORPUS] * 4, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=builder.eos,

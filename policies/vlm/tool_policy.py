@@ -10,9 +10,11 @@ never run.
 from __future__ import annotations
 
 import abc
+import importlib
 import json
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from agentkit.policies.vlm.config import VLMOptions, split_model_argument
@@ -36,6 +38,55 @@ def tool_system_prompt(role: str, observation: str, tools: Iterable[type[Tool]])
     )
 
 
+@dataclass(frozen=True)
+class ToolPrompt:
+    """What a tool-calling VLM policy of one world is told: the system prompt's parts and the instruction.
+
+    Stated once here, so the run-time policies (``vlm-gui``, ``fetch-vlm``) and the training data export
+    (:mod:`agentkit.policies.vlm.train`) build the very same prompt, without the training code importing
+    the GUI or robot packages.
+
+    Attributes:
+        role: what the model does (the first sentence of the system prompt).
+        observation: what it sees ("frame", "screenshot").
+        tools: import path (``"module:attribute"``) of the world's tuple of :class:`~agentkit.tooling.Tool`
+            classes.
+        instruction: the instruction the stream starts with (the first user turn, in the cache's sink)
+            when no task is given.
+    """
+
+    role: str
+    observation: str
+    tools: str
+    instruction: str
+
+    def tool_classes(self) -> tuple[type[Tool], ...]:
+        """The world's tool classes (imports the tools' module)."""
+        module, _, attr = self.tools.partition(":")
+        return tuple(getattr(importlib.import_module(module), attr))
+
+    def system(self) -> str:
+        """The system prompt (:func:`tool_system_prompt` of the role, observation and tools)."""
+        return tool_system_prompt(self.role, self.observation, self.tool_classes())
+
+
+TOOL_PROMPTS: dict[str, ToolPrompt] = {
+    "gui": ToolPrompt(
+        role="You operate a computer screen to complete the user's task.",
+        observation="screenshot",
+        tools="agentkit.tools.gui:GUI_TOOLS",
+        instruction="Wait for the task.",
+    ),
+    "robot": ToolPrompt(
+        role="You control a robot arm seen by a fixed camera looking down at a table.",
+        observation="frame",
+        tools="agentkit.tools.robot:ROBOT_TOOLS",
+        instruction="put the block on the target",
+    ),
+}
+"""The prompt of each tool-calling world by name: ``gui`` (``vlm-gui``) and ``robot`` (``fetch-vlm``)."""
+
+
 class ToolVLMConfig(VLMOptions):
     """Settings of a tool-calling VLM policy: the engine's options and the task.
 
@@ -51,8 +102,9 @@ class ToolVLMConfig(VLMOptions):
 class ToolVLMPolicy(Policy):
     """A :class:`~agentkit.policies.vlm.VLMPolicy` prompted with a tool set that keeps only calls to it.
 
-    Subclasses set ``name``, ``Config`` (defaults of their world), ``tool_names`` and
-    :meth:`system_prompt` (built with :func:`tool_system_prompt`).
+    Subclasses set ``name``, ``Config`` (defaults of their world), ``tool_names``, :meth:`system_prompt`
+    (built with :func:`tool_system_prompt`) and ``shipped``: the checkpoint trained by this project for
+    their world (:mod:`agentkit.policies.vlm.checkpoints`), loaded when no model is given.
 
     Args:
         config: the subclass's config or a dict of its fields; also a checkpoint path or a loaded model.
@@ -65,6 +117,8 @@ class ToolVLMPolicy(Policy):
     tool_names: ClassVar[tuple[str, ...]] = ()
     idle_instruction: ClassVar[str] = ""
     """The instruction while the task is empty."""
+    shipped: ClassVar[str | None] = None
+    """Name of the shipped checkpoint used when neither ``model`` nor ``loaded`` is given."""
 
     def __init__(
         self,
@@ -78,7 +132,11 @@ class ToolVLMPolicy(Policy):
 
         config, options, loaded = split_model_argument(config, options, loaded)
         self.config = self.configure(config, options, self.Config)
-        engine = self.config.model_dump(exclude={"task"})
+        engine = self.config.model_dump(include=set(VLMOptions.model_fields))  # the world's own fields stay here
+        if engine["model"] is None and loaded is None and self.shipped is not None:
+            from agentkit.policies.vlm.checkpoints import shipped_checkpoint
+
+            engine["model"] = str(shipped_checkpoint(self.shipped))
         engine.update(prompt=self.system_prompt(), instruction=self.config.task or self.idle_instruction)
         self.vlm = VLMPolicy(engine, loaded=loaded, on_token=on_token)
 
