@@ -1,17 +1,25 @@
-"""Score narration against labelled events: did each arrival/departure get a timely Response?
+"""Score narration against labelled events: did each event get a timely Response?
 
-A Response *hits* a labelled event when it has the event's type and its ``pts`` lies in
-``[t - early, t + tolerance]`` (defaults 1 s before, 3 s after the moment the event completes). Each event
-and each Response is matched at most once. Because every event has a window of the same length, matching
-events in time order to the earliest unused fitting Response is a maximum matching (the classic greedy
-argument for intervals), so the figures do not depend on tie-breaking.
+Event types (label files and Responses): ``arrive`` (came in and stopped), ``enter`` (came in), ``leave``
+(went out of view), ``stop`` (came to rest), ``start`` (started moving again), ``count`` (the number of things
+in view changed otherwise: something put down or taken away, someone found in view who did not come in).
 
-* precision = matched Responses / all Responses (1.0 when there are no Responses: nothing wrong was said)
+A Response *hits* a labelled event when one of its *slots* accepts the event's type and its ``pts`` lies in
+``[t - early, t + tolerance]`` (defaults 1 s before, 3 s after the moment the event completes). A Response
+has one slot per event it reports: ``"A person arrived and a person left"`` has two (``arrive``, ``leave``);
+one narrated arrival has one slot that accepts ``arrive`` or ``enter`` (it did come in). Each event and each
+slot is matched at most once, by a maximum bipartite matching (events in time order, each trying the earliest
+fitting slot first, augmenting paths otherwise), so the figures do not depend on tie-breaking; with one
+slot per Response and windows of one length this is the plain earliest-fit greedy matching.
+
+* precision = Responses with a matched slot / all Responses (1.0 when there are no Responses)
 * recall = matched events / all events (1.0 when there are no events)
 * delay = Response pts - event t over the matches (negative: answered slightly before the labelled moment)
 
-The type of a Response comes from ``meta["event"]`` when present (``arrive``, ``leave``, ``change`` = both),
-otherwise from its text ("arrived", "left", ...); a Response of no known type can never match.
+The slots of a Response come from ``meta["events"]`` (a list of event kinds, one per reported event; see
+:data:`KIND_SLOTS`) when present, else from ``meta["event"]`` (``arrive``, ``leave``, ``change`` = both, or
+any kind of :data:`KIND_SLOTS`), otherwise from its text ("arrived", "left", ...), so a VLM's free text can be
+scored too; a Response of no known type can never match.
 """
 
 from __future__ import annotations
@@ -28,9 +36,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agentkit.benchmarks.report import Report
 from agentkit.errors import ConfigError
 
-EventType = Literal["arrive", "leave"]
-EVENT_TYPES: tuple[str, ...] = ("arrive", "leave")
+EventType = Literal["arrive", "leave", "enter", "stop", "start", "count"]
+EVENT_TYPES: tuple[str, ...] = ("arrive", "leave", "enter", "stop", "start", "count")
 
+KIND_SLOTS: dict[str, tuple[frozenset[str], ...]] = {
+    # what each narrated kind of event can be scored as: one set of label types per slot
+    "arrive": (frozenset({"arrive", "enter"}),),  # came in and stopped (a person arriving at the table)
+    "enter": (frozenset({"enter"}),),  # came in, still moving
+    "pass": (frozenset({"enter"}), frozenset({"leave"})),  # came in and left again
+    "leave": (frozenset({"leave"}),),
+    "stop": (frozenset({"stop"}),),
+    "start": (frozenset({"start"}),),
+    "move": (frozenset({"start"}), frozenset({"stop"})),  # started moving and stopped again
+    "placed": (frozenset({"count"}),),  # something put down
+    "removed": (frozenset({"count"}),),  # something taken away
+    "present": (frozenset({"count"}),),  # someone found in view who did not come in
+    "count": (frozenset({"count"}),),
+    "change": (frozenset({"arrive"}), frozenset({"leave"})),  # legacy: arrivals and departures on one frame
+}
+"""Narrated event kinds (``meta["event"]``/``meta["events"]``) and the label types each one's slots accept."""
+
+_START = re.compile(r"\b(start\w* (?:moving|to move)|began to move|set off)\b", re.IGNORECASE)
+_STOP = re.compile(r"\b(stopp\w*|came to (?:a )?(?:halt|rest|stop)|halt\w*)\b", re.IGNORECASE)
+_COUNT = re.compile(r"\b(put down|placed|taken away|picked up|removed|is in view|are in view)\b", re.IGNORECASE)
 _ARRIVE = re.compile(r"\b(arriv\w*|enter\w*|came in|comes in|walk\w* in|appear\w*)\b", re.IGNORECASE)
 _LEAVE = re.compile(r"\b(left|leav\w*|exit\w*|went out|goes out|walk\w* out|disappear\w*|gone)\b", re.IGNORECASE)
 
@@ -55,13 +83,35 @@ class Labels(BaseModel):
     events: list[LabelEvent]
 
 
+class EventTypes(frozenset[str]):
+    """The types a Response claims (a frozenset), with the slots they come in (see the module docstring)."""
+
+    slots: tuple[frozenset[str], ...]
+
+    def __new__(cls, slots: tuple[frozenset[str], ...] = ()) -> EventTypes:
+        obj = super().__new__(cls, frozenset().union(*slots) if slots else frozenset())
+        obj.slots = tuple(slots)
+        return obj
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseRecord:
-    """A Response decision reduced to what matching needs."""
+    """A Response decision reduced to what matching needs.
+
+    ``types`` from :func:`event_types` carries its slots; a plain set means one slot per type (so a
+    ``{"arrive", "leave"}`` Response may match one arrival and one departure, as before slots existed).
+    """
 
     pts: float
     types: frozenset[str]
     text: str = ""
+
+    @property
+    def slots(self) -> tuple[frozenset[str], ...]:
+        slots = getattr(self.types, "slots", None)
+        if slots is not None:
+            return tuple(slots)
+        return tuple(frozenset({t}) for t in sorted(self.types))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +132,13 @@ class MatchResult:
     early: float = 1.0
 
     @property
+    def matched_responses(self) -> int:
+        """Responses with at least one matched slot."""
+        return len({m.response_index for m in self.matches})
+
+    @property
     def precision(self) -> float:
-        return len(self.matches) / len(self.responses) if self.responses else 1.0
+        return self.matched_responses / len(self.responses) if self.responses else 1.0
 
     @property
     def recall(self) -> float:
@@ -134,6 +189,7 @@ class MatchResult:
             "events": len(self.events),
             "responses": len(self.responses),
             "matched": len(self.matches),
+            "matched_responses": self.matched_responses,
             "precision": round(self.precision, 4),
             "recall": round(self.recall, 4),
             "mean_delay_s": rnd(self.mean_delay),
@@ -145,23 +201,32 @@ class MatchResult:
         }
 
 
-def event_types(decision: dict[str, Any]) -> frozenset[str]:
-    """The event types a Response claims: from ``meta["event"]`` if set, else parsed from its text."""
+def _slots_of_kinds(kinds: list[str]) -> tuple[frozenset[str], ...]:
+    out: list[frozenset[str]] = []
+    for k in kinds:
+        out.extend(KIND_SLOTS.get(k, ()))
+    return tuple(out)
+
+
+def event_types(decision: dict[str, Any]) -> EventTypes:
+    """The event types a Response claims, with their slots: ``meta["events"]``, ``meta["event"]`` or its text."""
     meta = decision.get("meta") or {}
-    ev = meta.get("event") if isinstance(meta, dict) else None
-    if isinstance(ev, str):
-        if ev in EVENT_TYPES:
-            return frozenset({ev})
-        if ev == "change":
-            return frozenset(EVENT_TYPES)
-        return frozenset()  # another kind of event (motion_start, ...): never an arrival or departure
+    if isinstance(meta, dict):
+        evs = meta.get("events")
+        if isinstance(evs, list) and all(isinstance(e, str) for e in evs):
+            return EventTypes(_slots_of_kinds(evs))
+        ev = meta.get("event")
+        if isinstance(ev, str):
+            # another kind of event (motion_start, ...) is never one of these: no slot
+            return EventTypes(KIND_SLOTS.get(ev, ()))
     text = decision.get("text") or ""
-    found = set()
-    if _ARRIVE.search(text):
-        found.add("arrive")
-    if _LEAVE.search(text):
-        found.add("leave")
-    return frozenset(found)
+    found: list[frozenset[str]] = []
+    for pattern, kind in ((_ARRIVE, "arrive"), (_LEAVE, "leave"), (_START, "start"), (_STOP, "stop")):
+        if pattern.search(text):
+            found.append(frozenset({kind}))
+    if _COUNT.search(text):
+        found.append(frozenset({"count"}))
+    return EventTypes(tuple(found))
 
 
 def match_events(
@@ -172,21 +237,33 @@ def match_events(
         raise ConfigError(f"tolerance and early must be >= 0, got tolerance={tolerance}, early={early}")
     order_e = sorted(range(len(events)), key=lambda i: events[i].t)
     order_r = sorted(range(len(responses)), key=lambda i: responses[i].pts)
-    used: set[int] = set()
-    result = MatchResult(list(events), list(responses), tolerance=tolerance, early=early)
+    slots = [(ri, si, acc) for ri in order_r for si, acc in enumerate(responses[ri].slots)]
+    fits: dict[int, list[int]] = {}
     for ei in order_e:
         ev = events[ei]
-        for ri in order_r:
-            r = responses[ri]
-            if ri in used or ev.type not in r.types:
+        fits[ei] = [
+            k
+            for k, (ri, _si, acc) in enumerate(slots)
+            if ev.type in acc and ev.t - early - 1e-9 <= responses[ri].pts <= ev.t + tolerance + 1e-9
+        ]
+    owner: dict[int, int] = {}  # slot index -> event index
+
+    def augment(ei: int, seen: set[int]) -> bool:
+        for k in fits[ei]:
+            if k in seen:
                 continue
-            if r.pts < ev.t - early - 1e-9:
-                continue
-            if r.pts > ev.t + tolerance + 1e-9:
-                break
-            used.add(ri)
-            result.matches.append(Match(ei, ri, r.pts - ev.t))
-            break
+            seen.add(k)
+            if k not in owner or augment(owner[k], seen):
+                owner[k] = ei
+                return True
+        return False
+
+    for ei in order_e:
+        augment(ei, set())
+    result = MatchResult(list(events), list(responses), tolerance=tolerance, early=early)
+    for k, ei in owner.items():
+        ri = slots[k][0]
+        result.matches.append(Match(ei, ri, responses[ri].pts - events[ei].t))
     result.matches.sort(key=lambda m: m.event_index)
     return result
 

@@ -36,6 +36,8 @@ class DetectorConfig(PolicyConfig):
         hog_hit_threshold: SVM margin a window needs to count as a person (OpenCV ``hitThreshold``).
         hog_min_score: detections whose grouped SVM weight is below this are dropped.
         mog2_history: frames of history of the MOG2 background model (10 fps: 500 = 50 s).
+        mog2_history_s: the same in seconds of stream: the background learns at this rate whatever the frame
+            rate (50 s = 500 frames at 10 fps; a thing that stops is absorbed after ~5 s at any frame rate).
         mog2_var_threshold: MOG2 squared Mahalanobis distance for a pixel to be foreground.
         warmup_frames: frames at the start of a stream (or after a resolution change) whose foreground is
             ignored while the background model learns.
@@ -106,6 +108,7 @@ class DetectorConfig(PolicyConfig):
     hog_hit_threshold: float = 0.0
     hog_min_score: float = 0.0
     mog2_history: int = Field(500, ge=10)
+    mog2_history_s: float = Field(50.0, gt=0)
     mog2_var_threshold: float = Field(16.0, gt=0)
     warmup_frames: int = Field(5, ge=0)
     global_change_fraction: float = Field(0.5, gt=0.0, le=1.0)
@@ -142,7 +145,7 @@ class DetectorConfig(PolicyConfig):
     reid_s: float = Field(2.0, ge=0)
     reid_colour: float = Field(0.25, gt=0)
     busy_level: float = Field(0.25, gt=0.0, le=1.0)
-    align_max_shift: float = Field(6.0, ge=0.0)
+    align_max_shift: float = Field(16.0, ge=0.0)
     faces: bool = True
     face_every_s: float = Field(0.5, gt=0)
     face_width: int = Field(256, ge=32, le=4096)

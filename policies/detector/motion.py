@@ -61,6 +61,7 @@ class ForegroundModel:
             by phase correlation and undone when it lies between ``align_min_shift`` and this many work pixels
             (0: off). A hand-held or wind-shaken camera otherwise turns every edge in view into "motion".
         align_min_shift: smaller shifts are left alone (sensor noise, not shake).
+        history_s: seconds of stream the background model remembers (used when :meth:`apply` gets ``dt``).
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class ForegroundModel:
         compensate_gain: bool = True,
         align_max_shift: float = 6.0,
         align_min_shift: float = 0.3,
+        history_s: float | None = None,
     ) -> None:
         self.history = history
         self.var_threshold = var_threshold
@@ -84,8 +86,10 @@ class ForegroundModel:
         self.compensate_gain = compensate_gain
         self.align_max_shift = align_max_shift
         self.align_min_shift = align_min_shift
+        self.history_s = history_s
         self._kernel_open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._kernel_close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+        self._kernel_solid = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.reset()
 
     def reset(self) -> None:
@@ -145,8 +149,13 @@ class ForegroundModel:
         out = (image.astype(np.float32) - offsets.reshape(1, 1, 3)) / gains.reshape(1, 1, 3)
         return np.clip(out, 0, 255).astype(np.uint8)
 
-    def apply(self, image: np.ndarray) -> MotionResult:
-        """Update the model with a small HxWx3 image and return its foreground blobs."""
+    def apply(self, image: np.ndarray, dt: float | None = None) -> MotionResult:
+        """Update the model with a small HxWx3 image and return its foreground blobs.
+
+        ``dt`` (seconds since the previous frame) makes the background learn at a rate per second of stream
+        (``history_s``) rather than per frame, so a thing put down is absorbed after the same time at 10 or
+        30 frames/s; without it (or without ``history_s``) MOG2 learns per frame.
+        """
         bg = self._mog.getBackgroundImage() if self._frames >= 2 else None
         if bg is not None and bg.shape != image.shape:
             bg = None
@@ -155,11 +164,25 @@ class ForegroundModel:
             image, shift = self._align(image, bg)
         if self.compensate_gain:
             image = self._compensate(image, bg)
-        raw = self._mog.apply(image)
+        rate = -1.0
+        if dt is not None and self.history_s is not None and dt > 0:
+            # MOG2's own rule bootstraps with 1/(2n) over the first frames; then one history per history_s
+            rate = max(min(dt, 1.0) / self.history_s, 1.0 / (2.0 * (self._frames + 1)))
+        raw = self._mog.apply(image, learningRate=rate)
         self._frames += 1
         if self._frames <= self.warmup_frames:
             return MotionResult(0.0, (), image=image, background=bg, shift=shift)
         fg = np.where(raw == 255, np.uint8(255), np.uint8(0))  # 127 = shadow: not foreground
+        if shift != (0.0, 0.0):  # the strip shifted in from outside the view holds no information
+            sx, sy = int(np.ceil(abs(shift[0]))) + 1, int(np.ceil(abs(shift[1]))) + 1
+            if shift[0] > 0:
+                fg[:, -sx:] = 0
+            elif shift[0] < 0:
+                fg[:, :sx] = 0
+            if shift[1] > 0:
+                fg[-sy:, :] = 0
+            elif shift[1] < 0:
+                fg[:sy, :] = 0
         if self.global_change_fraction < 1.0 and np.count_nonzero(fg) >= self.global_change_fraction * fg.size:
             # Most of the frame changed at once: a light or camera-exposure change, not motion. Relearn the
             # background fast and report no blobs (people stay tracked by the detector meanwhile).
@@ -189,8 +212,11 @@ class ForegroundModel:
         solid: tuple[Blob, ...] = ()
         solid_mask = fg
         if blobs and bg is not None:
-            solid_mask = cv2.bitwise_and(fg, cv2.bitwise_not(light_change_mask(image, bg)))
-            solid_mask = cv2.morphologyEx(solid_mask, cv2.MORPH_OPEN, self._kernel_open)
+            explained = cv2.bitwise_or(light_change_mask(image, bg), shift_explained_mask(image, bg))
+            solid_mask = cv2.bitwise_and(fg, cv2.bitwise_not(explained))
+            # a wider opening than for the raw mask: what survives the two tests above as thin lines is an edge
+            # that moved with the camera, not a thing
+            solid_mask = cv2.morphologyEx(solid_mask, cv2.MORPH_OPEN, self._kernel_solid)
             solid_mask = cv2.morphologyEx(solid_mask, cv2.MORPH_CLOSE, self._kernel_close)
             solid = tuple(self._components(solid_mask))
         elif blobs:
@@ -242,6 +268,21 @@ def light_change_mask(image: np.ndarray, bg: np.ndarray, radius: int = 2) -> np.
     chroma = np.abs(image[..., 0] / si - bg[..., 0] / sb) + np.abs(image[..., 1] / si - bg[..., 1] / sb)
     flat_light = ~textured & (ratio > 0.55) & (ratio < 1.6) & (cv2.blur(chroma, k) < 0.04)
     return np.where(light | flat_light, np.uint8(255), np.uint8(0))
+
+
+def shift_explained_mask(image: np.ndarray, bg: np.ndarray, radius: int = 3, tol: int = 10) -> np.ndarray:
+    """255 where the frame's colour is found in the background within ``radius`` pixels (+- ``tol``).
+
+    What is left of camera shake after alignment, a slight rotation or zoom of a hand-held camera, or an
+    edge vibrating: a pixel on a strong edge takes a value its neighbours in the background already have. A
+    thing in front of the background brings colours that are not there.
+    """
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
+    lo = cv2.erode(bg, k).astype(np.int16) - tol
+    hi = cv2.dilate(bg, k).astype(np.int16) + tol
+    img = image.astype(np.int16)
+    inside = np.all((img >= lo) & (img <= hi), axis=2)
+    return np.where(inside, np.uint8(255), np.uint8(0))
 
 
 def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

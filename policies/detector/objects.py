@@ -273,6 +273,7 @@ class ObjectTracker:
         self._pts = 0.0
         self._busy: np.ndarray | None = None
         self._ghost_zones: list[tuple[NormBox, float]] = []  # (box, until pts): holes left by taken things
+        self._recent: list[tuple[NormBox, float]] = []  # (last box, until pts) of tracks just removed
 
     # -- public ---------------------------------------------------------------------------------------
     def visible(self) -> list[ObjectTrack]:
@@ -323,6 +324,9 @@ class ObjectTracker:
         merged = merge_blobs(blobs, self.merge_gap)
         self._update_busy(mask)
         self._ghost_zones = [(b, until) for b, until in self._ghost_zones if until > pts]
+        self._recent = [(b, until) for b, until in self._recent if until > pts]
+        if gray is not None and bg_gray is not None:
+            merged = [b for b in merged if not self._ghost_blob(pts, b, gray, bg_gray)]
         events: list[ObjectEvent] = []
 
         matched = self._associate(pts, merged)
@@ -351,6 +355,25 @@ class ObjectTracker:
         for t in list(self.tracks):
             events.extend(self._advance(pts, t, gray, bg_gray))
         return events
+
+    def _ghost_blob(self, pts: float, blob: Blob, gray: np.ndarray, bg_gray: np.ndarray) -> bool:
+        """A still blob inside the view where only the background model has edges: the hole of a thing taken.
+
+        Blobs on a moving track's way are not judged (a plain thing in front of a busy background would
+        look the same); a ghost's place is kept from starting new things for a while.
+        """
+        if touching_edges(blob.box, self.edge_margin):
+            return False
+        for t in self.tracks:
+            if t.lost_since is None and not t.resting and _inter(_grow(self._predicted(t, pts), 0.02), blob.box) > 0:
+                return False
+        cur, bg = _patch(gray, blob.box), _patch(bg_gray, blob.box)
+        if cur is None or bg is None or cur.shape != bg.shape:
+            return False
+        if _edge_energy(bg) > 2.0 * _edge_energy(cur) + 2.0:
+            self._ghost_zones.append((_grow(blob.box, 0.01), pts + 2.0))
+            return True
+        return False
 
     # -- association ----------------------------------------------------------------------------------
     def _predicted(self, t: ObjectTrack, pts: float) -> NormBox:
@@ -432,7 +455,6 @@ class ObjectTracker:
         for o in self.tracks:
             if o.lost_since is None and _inter(_grow(o.box, self.merge_gap), blob.box) > 0:
                 t.parent, t.attached = o.id, True
-                t.entry = list(o.entry)
                 t.claimed = o.claimed
                 break
         self.tracks.append(t)
@@ -490,6 +512,8 @@ class ObjectTracker:
     # -- life of a track ------------------------------------------------------------------------------
     def _remove(self, t: ObjectTrack) -> None:
         self.tracks = [o for o in self.tracks if o is not t]
+        if not t.light:
+            self._recent.append((t.box, self._pts + 2.0))
         for o in self.tracks:
             if o.parent == t.id:
                 o.attached = False
@@ -563,34 +587,52 @@ class ObjectTracker:
             return []
         if t.announced:
             return [ObjectEvent("stop", t, where=t.box)]
+        if not t.entry and not t.attached:
+            # it appeared inside the view and stays: something put down, the hole of something taken, or a
+            # thing that came out from behind another and stopped
+            t.checked = True
+            kind = self._leftover_kind(t, gray, bg_gray)
+            if kind is not None:
+                return self._leftover(pts, t, kind)
         if not t.attached and self._real(pts, t):
             t.announced = True
             return [ObjectEvent("arrive", t, where=t.box)]
         return []
 
-    def _leftover(
-        self, pts: float, t: ObjectTrack, gray: np.ndarray | None, bg_gray: np.ndarray | None
-    ) -> list[ObjectEvent]:
-        """A still piece split off a moving thing: something put down, or the hole of something taken."""
+    def _leftover_kind(self, t: ObjectTrack, gray: np.ndarray | None, bg_gray: np.ndarray | None) -> str | None:
+        """``"removed"`` (only the background has its edges: a hole), ``"placed"`` (only the frame has them) or None."""
         if gray is None or bg_gray is None or t.max_area < self.min_area / 2:
-            return []
+            return None
         cur, bg = _patch(gray, t.box), _patch(bg_gray, t.box)
         if cur is None or bg is None or cur.shape != bg.shape:
-            return []
+            return None
         e_cur, e_bg = _edge_energy(cur), _edge_energy(bg)
         if e_bg > 1.4 * e_cur + 1.0:
-            self._remove(t)
-            self._ghost_zones.append((_grow(t.box, 0.01), pts + 3.0))
-            # a narrated thing resting there was the one taken
-            for o in self.tracks:
-                if o.resting and o.announced and o.rest_box is not None and _iou(o.rest_box, t.box) > 0.2:
-                    self._remove(o)
-                    return [ObjectEvent("removed", o, where=o.rest_box)]
-            return [ObjectEvent("removed", t, where=t.box)]
+            return "removed"
         if e_cur > 1.4 * e_bg + 1.0:
+            return "placed"
+        return None
+
+    def _agent_near(self, t: ObjectTrack) -> bool:
+        """Whether another thing is, or just was, beside ``t`` (what put it down or took it away)."""
+        zone = _grow(t.box, 0.05)
+        for o in self.tracks:
+            if o is not t and not o.light and o.parent != t.id and _inter(zone, o.box) > 0:
+                return True
+        return any(_inter(zone, b) > 0 for b, _ in self._recent)
+
+    def _leftover(self, pts: float, t: ObjectTrack, kind: str) -> list[ObjectEvent]:
+        """A still thing that appeared inside the view: the hole of something taken away (dropped, and its
+        place kept from starting new things for a while) or something put down (kept, quiet).
+
+        Neither is narrated from here: MOG2 remembers several backgrounds per pixel, so it misses a thing
+        put back where one stood before; :mod:`.scene` compares still places with its own reference instead.
+        """
+        if kind == "removed":
+            self._remove(t)
+            self._ghost_zones.append((_grow(t.box, 0.01), pts + 6.0))
+        else:
             t.kind = "placed"
-            t.announced = True
-            return [ObjectEvent("placed", t, where=t.box)]
         return []
 
     def _successor(self, pts: float, t: ObjectTrack) -> ObjectTrack | None:
@@ -598,10 +640,13 @@ class ObjectTracker:
         assert t.rest_box is not None
         rx, ry = _center(t.rest_box)
         size = max(t.rest_box[2] - t.rest_box[0], t.rest_box[3] - t.rest_box[1], 0.05)
+        anchored = set(touching_edges(t.rest_box, self.edge_margin))
         best: tuple[float, ObjectTrack] | None = None
         for o in self.tracks:
             if o.announced or o.resting or o.lost_since is not None or pts - o.first_pts > 2.0:
                 continue
+            if anchored and not anchored & set(o.last_edges):
+                continue  # a thing reaching in from an edge moves on joined to that edge
             if o.first_pts < (t.rest_since or 0.0):
                 continue
             ox, oy = o.center
@@ -628,11 +673,11 @@ class ObjectTracker:
         self, pts: float, t: ObjectTrack, gray: np.ndarray | None, bg_gray: np.ndarray | None, quiet: bool
     ) -> list[ObjectEvent]:
         assert t.rest_box is not None
-        if not t.announced and not t.checked and t.parent is not None and not t.attached and not t.claimed:
-            t.checked = True  # a still piece left behind by the thing it split off
-            out = self._leftover(pts, t, gray, bg_gray)
-            if out:
-                return out
+        if not t.announced and not t.checked and not t.entry and not t.attached and not t.claimed:
+            t.checked = True  # a still piece left behind by the thing it split off, now on its own
+            kind = self._leftover_kind(t, gray, bg_gray)
+            if kind is not None:
+                return self._leftover(pts, t, kind)
         if t.last_seen == pts and t.box != t.rest_box:
             # the blob on it moved away (see _observe): it is moving again
             t.resting, t.move_from, t.move_pts = False, _center(t.rest_box), pts
@@ -663,4 +708,9 @@ class ObjectTracker:
         self._ghost_zones.append((_grow(t.rest_box, 0.01), pts + 3.0))
         if quiet or not t.announced:
             return []
-        return [ObjectEvent("removed", t, where=t.rest_box)]
+        edges = touching_edges(t.rest_box, self.edge_margin)
+        if edges:  # it reached in from an edge and went back out that way
+            return [ObjectEvent("leave", t, tuple(edges))]
+        if self._agent_near(t):
+            return [ObjectEvent("removed", t, where=t.rest_box)]
+        return [ObjectEvent("leave", t, where=t.rest_box)]
