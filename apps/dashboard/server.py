@@ -222,7 +222,12 @@ class LiveRuntime:
             if item is None:
                 continue
             self._last_encode[view.name] = now
-            encoded = await loop.run_in_executor(self._encoder, view.render, item)
+            try:
+                encoded = await loop.run_in_executor(self._encoder, view.render, item)
+            except Exception:  # a frame that cannot be drawn is skipped (and logged), not retried forever
+                log.exception("dashboard: drawing frame %d of %s failed", item[1].seq, view.name)
+                view.skip(item[0])
+                continue
             view.rendered(item[0], encoded)
             made = True
         return made

@@ -387,6 +387,11 @@ class StreamView:
         header["encode_ms"] = round((time.perf_counter() - t0) * 1e3, 2)
         return EncodedFrame(0, jpeg, header)
 
+    def skip(self, item_n: int) -> None:
+        """Give up on the frame of decision ``item_n`` (it could not be drawn); counted as skipped."""
+        self.frames_skipped += max(0, item_n - self._last_rendered)
+        self._last_rendered = max(self._last_rendered, item_n)
+
     def rendered(self, item_n: int, encoded: EncodedFrame) -> None:
         """Publish a frame :meth:`render` made (server loop thread)."""
         skipped = item_n - self._last_rendered - 1
