@@ -113,10 +113,20 @@ class ForegroundModel:
             self._window = cv2.createHanningWindow(g_img.shape[::-1], cv2.CV_32F)
         (dx, dy), response = cv2.phaseCorrelate(g_bg, g_img, self._window)
         mag = float(np.hypot(dx, dy))
-        if response < 0.1 or mag < self.align_min_shift or mag > self.align_max_shift:
+        h, w = g_img.shape
+        if response < 0.1 or mag < self.align_min_shift or mag > self.align_max_shift or mag > 0.25 * min(h, w):
             return image, (0.0, 0.0)
         m = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy]], dtype=np.float32)
         size = (int(image.shape[1]), int(image.shape[0]))
+        # keep it only if it explains the frame: shifting the whole view by a moving thing's displacement
+        # (a large arm can pull the correlation peak) makes the still background match worse, not better
+        g_out = cv2.warpAffine(g_img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mx, my = int(np.ceil(abs(dx))) + 1, int(np.ceil(abs(dy))) + 1
+        inner = (slice(my, -my), slice(mx, -mx))
+        before = float(np.mean(np.abs(g_img[inner] - g_bg[inner])))
+        after = float(np.mean(np.abs(g_out[inner] - g_bg[inner])))
+        if not after < 0.93 * before - 0.2:
+            return image, (0.0, 0.0)
         out = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return out, (float(dx), float(dy))
 
@@ -214,9 +224,10 @@ class ForegroundModel:
         if blobs and bg is not None:
             explained = cv2.bitwise_or(light_change_mask(image, bg), shift_explained_mask(image, bg))
             solid_mask = cv2.bitwise_and(fg, cv2.bitwise_not(explained))
-            # a wider opening than for the raw mask: what survives the two tests above as thin lines is an edge
-            # that moved with the camera, not a thing
-            solid_mask = cv2.morphologyEx(solid_mask, cv2.MORPH_OPEN, self._kernel_solid)
+            # when the camera moved, a wider opening: what survives the two tests above as thin lines is an
+            # edge that moved with the camera, not a thing
+            kernel = self._kernel_solid if shift != (0.0, 0.0) else self._kernel_open
+            solid_mask = cv2.morphologyEx(solid_mask, cv2.MORPH_OPEN, kernel)
             solid_mask = cv2.morphologyEx(solid_mask, cv2.MORPH_CLOSE, self._kernel_close)
             solid = tuple(self._components(solid_mask))
         elif blobs:

@@ -227,6 +227,8 @@ class ObjectTracker:
         gone_s: a resting thing's place must look like the background behind it this long to be gone.
         busy_rate: learning rate of the map of how often each place is foreground ...
         busy_level: ... places above this level (flicker, swaying leaves) start no new things.
+        light_check: also drop a whole track whose box keeps the background's texture (a light change); off
+            when the blobs already come without light changes (:attr:`.motion.MotionResult.solid`).
     """
 
     def __init__(
@@ -247,6 +249,7 @@ class ObjectTracker:
         gone_s: float = 0.3,
         busy_rate: float = 0.02,
         busy_level: float = 0.25,
+        light_check: bool = False,
     ) -> None:
         self.merge_gap = merge_gap
         self.edge_margin = edge_margin
@@ -264,6 +267,7 @@ class ObjectTracker:
         self.gone_s = gone_s
         self.busy_rate = busy_rate
         self.busy_level = busy_level
+        self.light_check = light_check
         self.reset()
 
     def reset(self) -> None:
@@ -521,7 +525,14 @@ class ObjectTracker:
     def _advance(
         self, pts: float, t: ObjectTrack, gray: np.ndarray | None, bg_gray: np.ndarray | None
     ) -> list[ObjectEvent]:
-        if not t.announced and not t.light and t.lost_since is None and gray is not None and bg_gray is not None:
+        if (
+            self.light_check
+            and not t.announced
+            and not t.light
+            and t.lost_since is None
+            and gray is not None
+            and bg_gray is not None
+        ):
             t.light = looks_like_light(_patch(gray, t.box), _patch(bg_gray, t.box))
         quiet = t.claimed or t.held or t.light
         # a piece goes its own way once it no longer touches its parent
@@ -678,6 +689,9 @@ class ObjectTracker:
             kind = self._leftover_kind(t, gray, bg_gray)
             if kind is not None:
                 return self._leftover(pts, t, kind)
+        if not t.announced and not quiet and not t.attached and t.entry and self._real(pts, t):
+            t.announced = True  # it stopped while a person candidate covered it: now it is a thing
+            return [ObjectEvent("arrive", t, where=t.rest_box)]
         if t.last_seen == pts and t.box != t.rest_box:
             # the blob on it moved away (see _observe): it is moving again
             t.resting, t.move_from, t.move_pts = False, _center(t.rest_box), pts

@@ -158,7 +158,7 @@ class SceneChangeDetector:
                 kind = "removed"
             if kind is None:
                 continue
-            if any(k == kind and _overlaps(box, b, 0.1) for b, k, _ in self._reported):
+            if any(k == kind and _overlaps(box, b, 0.15) for b, k, _ in self._reported):
                 continue  # the rest of a change already told (its parts settle one after another)
             self._reported.append((box, kind, pts + self.repeat_s))
             src = image if kind == "placed" else self._scene
