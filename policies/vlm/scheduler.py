@@ -7,8 +7,8 @@ forward per frame; waiting too long for company makes every stream slow. The sch
   turns queue up; the next batch takes them **first come, first served, at most one turn per stream and at
   most** ``max_batch`` **turns**. A stream's second turn waits for the next batch (its turns must run in
   order), so no stream can crowd out another: a turn waits at most ``ceil(streams / max_batch)`` batches.
-* Before a batch starts, the scheduler waits up to ``window_ms`` for the streams of the previous batch that
-  have not submitted their next turn yet (closed-loop clients send their next frame as soon as they get a
+* Before a batch starts, the scheduler waits up to ``window_ms`` for the streams of the last two batches
+  that have not submitted their next turn yet (closed-loop clients send their next frame as soon as they get a
   decision), and never longer: a lone stream is served at once, a stream that stops sending costs the
   others one window at most.
 * The model runs in ONE worker thread (models are not re-entrant; CUDA/torch state is per thread), so the
@@ -100,7 +100,7 @@ class BatchScheduler:
         self._queue: collections.deque[_Job] = collections.deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._expected: set[int] = set()  # streams of the last batch that have not submitted again yet
+        self._recent: collections.deque[set[int]] = collections.deque(maxlen=2)  # streams of the last batches
         self._closed = False
 
     # -- running on the model thread --------------------------------------------------------------------
@@ -166,7 +166,7 @@ class BatchScheduler:
             t_wait = time.perf_counter()
             deadline = loop.time() + self.window_s
             while self.window_s > 0 and len(self._queued_streams()) < self.max_batch:
-                missing = self._expected - self._queued_streams()
+                missing = set().union(*self._recent) - self._queued_streams()
                 remaining = deadline - loop.time()
                 if not missing or remaining <= 0:
                     break
@@ -179,7 +179,7 @@ class BatchScheduler:
             batch = self._take()
             if not batch:
                 continue
-            self._expected = {id(j.turn.policy) for j in batch}
+            self._recent.append({id(j.turn.policy) for j in batch})
             t0 = time.perf_counter()
             try:
                 decisions = await loop.run_in_executor(self._worker, self._step, batch)

@@ -1,0 +1,182 @@
+"""CLI of the server: ``agentkit serve`` and ``agentkit bench serve``.
+
+FastAPI, uvicorn and torch are imported inside the commands, so ``agentkit --help`` stays fast and works
+without the ``serve`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from agentkit.apps.cli.common import check_writable, fail, run_guarded
+from agentkit.apps.cli.groups import app, bench_app
+from agentkit.policies.vlm.architectures import ARCH_NAMES
+
+_ARCHS = ", ".join(ARCH_NAMES)
+_BENCH_COLUMNS = (
+    "streams",
+    "batched_fps",
+    "sequential_fps",
+    "speedup",
+    "p50_ms",
+    "p95_ms",
+    "sequential_p95_ms",
+    "mean_batch",
+    "cache_tokens",
+    "decisions_equal",
+)
+
+
+def _require_serve_extra() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        fail(f"agentkit serve needs the serve extra: pip install 'agentkit[serve]' ({e.name} is missing)")
+
+
+@app.command("serve")
+def serve_cmd(
+    model: str = typer.Option(None, "--model", "-m", help="Checkpoint folder (or hub id where reachable)."),
+    arch: str = typer.Option(None, "--arch", help=f"Serve random weights of this architecture instead: {_ARCHS}."),
+    size: str = typer.Option("tiny", "--size", help="With --arch: tiny | 2b | 7b."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (not loopback: needs --api-key)."),
+    port: int = typer.Option(8000, "--port", help="Port (0: any free one; the first line says which)."),
+    api_key: str = typer.Option(
+        None, "--api-key", envvar="AGENTKIT_API_KEY", help="Bearer token required on every endpoint."
+    ),
+    served_model_name: str = typer.Option(None, "--served-model-name", help="Model id in /v1/models."),
+    max_streams: int = typer.Option(64, "--max-streams", help="Most streams at once (429 beyond)."),
+    max_cache_mb: float = typer.Option(2048.0, "--max-cache-mb", help="KV cache budget of all streams."),
+    stream_idle_s: float = typer.Option(None, "--stream-idle-s", help="Delete streams idle this long."),
+    max_request_mb: float = typer.Option(32.0, "--max-request-mb", help="Largest request body / WS message."),
+    max_image_mb: float = typer.Option(8.0, "--max-image-mb", help="Largest encoded image."),
+    max_image_pixels: int = typer.Option(4096 * 4096, "--max-image-pixels", help="Largest image, w x h."),
+    image_urls: bool = typer.Option(True, "--image-urls/--no-image-urls", help="Fetch http(s) image URLs."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Most streams in one forward (1: no batching)."),
+    batch_window_ms: float = typer.Option(5.0, "--batch-window-ms", help="Wait for the last batches' streams."),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads."),
+    device: str = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)."),
+    dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16."),
+    policy_arg: list[str] = typer.Option(
+        None, "--policy-arg", "-a", help="KEY=VALUE for every stream's VLM policy (prompt, window_s...)."
+    ),
+) -> None:
+    """Serve the streaming engine: OpenAI chat completions + WebSocket, one KV cache per stream."""
+
+    def run() -> int:
+        from agentkit.apps.cli.narrate import parse_key_values
+        from agentkit.apps.serve.config import ServeConfig
+        from agentkit.config import validate
+
+        _require_serve_extra()
+        config = validate(
+            ServeConfig,
+            {
+                "model": model,
+                "arch": arch,
+                "size": size,
+                "host": host,
+                "port": port,
+                "api_key": api_key,
+                "served_model_name": served_model_name,
+                "max_streams": max_streams,
+                "max_cache_mb": max_cache_mb,
+                "stream_idle_s": stream_idle_s,
+                "max_request_mb": max_request_mb,
+                "max_image_mb": max_image_mb,
+                "max_image_pixels": max_image_pixels,
+                "allow_image_urls": image_urls,
+                "max_batch": max_batch,
+                "batch_window_ms": batch_window_ms,
+                "threads": threads,
+                "device": device,
+                "dtype": dtype,
+                "policy": parse_key_values(policy_arg) if policy_arg else {},
+            },
+            where="serve",
+        ).check()
+        from transformers.utils import logging as hf_logging
+
+        from agentkit.apps.serve.server import serve
+
+        hf_logging.disable_progress_bar()
+        def announce(line: str) -> None:
+            typer.echo(line)
+            sys.stdout.flush()
+
+        serve(config, announce=announce)
+        return 0
+
+    run_guarded(run)
+
+
+@bench_app.command("serve")
+def bench_serve(
+    arch: str = typer.Option("qwen2_vl", "--arch", help=f"Architecture: {_ARCHS}."),
+    size: str = typer.Option("tiny", "--size", help="tiny | 2b | 7b (random weights)."),
+    streams: str = typer.Option("1,4,8,16", "--streams", help="Numbers of concurrent streams, comma-separated."),
+    frames: int = typer.Option(32, "--frames", help="Frames per stream."),
+    tokens_per_frame: int = typer.Option(None, "--tokens-per-frame", help="Vision tokens per frame."),
+    max_batch: int = typer.Option(None, "--max-batch", help="Most streams per forward (default: all)."),
+    window_ms: float = typer.Option(5.0, "--batch-window-ms", help="The scheduler's wait for stragglers."),
+    prepare_workers: int = typer.Option(1, "--prepare-workers", help="Threads preparing frames ahead."),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
+    device: str = typer.Option(None, "--device", help="cpu | cuda."),
+    dtype: str = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16."),
+    json_out: Path = typer.Option(None, "--json", help="Write the report JSON here."),
+) -> None:
+    """Aggregate frames/s and latency per stream: batched vs one stream at a time, in the same run."""
+
+    def run() -> int:
+        import torch
+        from rich.console import Console
+
+        from agentkit.apps.cli.vlm import _ints
+        from agentkit.benchmarks.report import print_report
+        from agentkit.benchmarks.serve import ServeBenchConfig, run_bench
+        from agentkit.policies.vlm.build import SIZES
+
+        if arch not in ARCH_NAMES:
+            fail(f"--arch must be one of {_ARCHS}, got {arch!r}")
+        if size not in SIZES:
+            fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+        if frames < 2:
+            fail(f"--frames must be >= 2, got {frames}")
+        check_writable(json_out)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        if threads:
+            torch.set_num_threads(threads)
+        cfg = ServeBenchConfig(
+            arch=arch,
+            size=size,
+            streams=_ints(streams, "--streams"),
+            frames=frames,
+            tokens_per_frame=tokens_per_frame,
+            max_batch=max_batch,
+            window_ms=window_ms,
+            prepare_workers=prepare_workers,
+            device=device,
+            dtype=dtype,
+        )
+        try:
+            report = run_bench(cfg, lambda name, done, total: typer.echo(f"  {name}: {done}/{total}", err=True))
+        except ValueError as e:
+            fail(str(e))
+        env = report.environment
+        typer.echo(
+            f"bench serve: {arch} {size} on {env['device']} ({env['dtype']}, {env['torch_threads']} threads, "
+            f"{os.cpu_count()} CPUs)"
+        )
+        print_report(report, _BENCH_COLUMNS, console=None if sys.stdout.isatty() else Console(width=160))
+        if json_out:
+            typer.echo(f"wrote {report.write(json_out)}")
+        return 0
+
+    run_guarded(run)
