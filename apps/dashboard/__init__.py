@@ -6,7 +6,9 @@ see the frames, the Silence/Standby/Response timeline, the Responses, the latenc
 
 * :mod:`.state`: the loop sink (:class:`~.state.DashboardSink`, reference copies only) and what the
   server derives from it (records, one-second plot points, annotated JPEGs at a capped rate).
-* :mod:`.server`: the FastAPI app, its WebSocket protocol, and the thread it is served from.
+* :mod:`.server`: addresses, the WebSocket protocol, and the thread the app is served from;
+  :mod:`.runtime`: what the server's loop does for a live run (poll, encode, wake clients);
+  :mod:`.app`: the FastAPI routes and the host/origin guard (the only module importing FastAPI).
 * :mod:`.replay`: a recording folder served read-only, frames decoded on demand.
 * :mod:`.rerun_log`: the ``.rrd`` writer.
 * :mod:`.live`: :class:`~.live.LiveViews`, what the commands wrap a run in.

@@ -19,7 +19,7 @@ from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from agentkit.apps.dashboard.server import (
+from agentkit.apps.dashboard.runtime import (
     LOOPBACK_NAMES,
     SEND_TIMEOUT_S,
     STATIC,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from agentkit.apps.dashboard.server import unpack_frame
+from agentkit.apps.dashboard.runtime import unpack_frame
 
 
 def consume(
