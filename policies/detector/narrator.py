@@ -359,12 +359,15 @@ class DetectorNarrator(Policy):
             # must not enter the reference picture, or their leaving reads as something taken away)
             exclude = [_widen(tr.box, 1.0, 0.2) for tr in self._tracker.tracks]
             exclude += claims + holds
+            # whatever reaches in from an edge (an arm, with its shadow) is followed, even where the thing
+            # tracker lost part of it
+            exclude += [b.box for b in motion.blobs if touching_edges(b.box, cfg.edge_margin)]
             exclude += [
                 t.box
                 for t in self._objects.tracks
                 if t.lost_since is None and (t.announced or not t.resting or t.entry) and not t.light
             ]
-            changes = self._scene.update(pts, motion.image, exclude)
+            changes = self._scene.update(pts, motion.image, exclude, foreground=motion.mask)
         things = self._objects.visible() if cfg.objects else []
         unexplained = self._unexplained_motion(motion.blobs, in_view)
         motion_event = self._motion_hysteresis(unexplained >= cfg.motion_fraction)

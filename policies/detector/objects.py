@@ -534,7 +534,7 @@ class ObjectTracker:
             and bg_gray is not None
         ):
             t.light = looks_like_light(_patch(gray, t.box), _patch(bg_gray, t.box))
-        quiet = t.claimed or t.held or t.light
+        quiet = t.claimed or (not t.announced and (t.held or t.light))  # a hold only defers a new thing
         # a piece goes its own way once it no longer touches its parent
         if t.attached:
             parent = next((o for o in self.tracks if o.id == t.parent), None)
@@ -720,7 +720,7 @@ class ObjectTracker:
             self._inherit(heir, t)
             return []
         self._ghost_zones.append((_grow(t.rest_box, 0.01), pts + 3.0))
-        if quiet or not t.announced:
+        if t.claimed or not t.announced:
             return []
         edges = touching_edges(t.rest_box, self.edge_margin)
         if edges:  # it reached in from an edge and went back out that way

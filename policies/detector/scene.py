@@ -43,6 +43,11 @@ def _overlaps(a: NormBox, b: NormBox, grow: float) -> bool:
     return min(a[2], b[2] + grow) > max(a[0], b[0] - grow) and min(a[3], b[3] + grow) > max(a[1], b[1] - grow)
 
 
+def _same_place(a: NormBox, b: NormBox) -> bool:
+    """Parts of one thing: side by side horizontally (a bottle's cap and base settle one after the other)."""
+    return min(a[2], b[2] + 0.03) > max(a[0], b[0] - 0.03) and max(a[1], b[1]) - min(a[3], b[3]) < 0.4
+
+
 def _edge_energy(p: np.ndarray) -> float:
     if p.shape[0] < 3 or p.shape[1] < 3:
         return 0.0
@@ -96,10 +101,18 @@ class SceneChangeDetector:
         self._last_check = float("-inf")
         self._reported: list[tuple[NormBox, str, float]] = []  # (box, kind, until pts)
 
-    def update(self, pts: float, image: np.ndarray, exclude: Sequence[NormBox] = ()) -> list[SceneChange]:
+    def update(
+        self,
+        pts: float,
+        image: np.ndarray,
+        exclude: Sequence[NormBox] = (),
+        foreground: np.ndarray | None = None,
+    ) -> list[SceneChange]:
         """Feed one work image (RGB, exposure-compensated and aligned); returns the changes found on it.
 
         ``exclude``: boxes of what is being followed now (people, things in view): not compared yet.
+        ``foreground``: the background model's foreground mask: never taken into the reference picture (a
+        hand held still is not part of the scene).
         """
         h, w = image.shape[:2]
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -158,12 +171,20 @@ class SceneChangeDetector:
                 kind = "removed"
             if kind is None:
                 continue
-            if any(k == kind and _overlaps(box, b, 0.15) for b, k, _ in self._reported):
+            if any(k == kind and _same_place(box, b) for b, k, _ in self._reported):
                 continue  # the rest of a change already told (its parts settle one after another)
+            same = next((k for k, o in enumerate(out) if o.kind == kind and _same_place(box, o.box)), None)
+            if same is not None:  # another part of a change found on this frame: one change
+                o = out[same]
+                box = (min(box[0], o.box[0]), min(box[1], o.box[1]), max(box[2], o.box[2]), max(box[3], o.box[3]))
+                area += round(o.area * h * w)
+                del out[same]
             self._reported.append((box, kind, pts + self.repeat_s))
             src = image if kind == "placed" else self._scene
             out.append(SceneChange(kind, box, area / float(h * w), median_colour(src, None, box)))
         update = candidate & ~keep_out
+        if foreground is not None and foreground.shape == update.shape:
+            update &= foreground == 0
         self._scene[update] = image[update]
         self._touched[update] = False
         return out
