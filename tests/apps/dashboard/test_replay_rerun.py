@@ -60,6 +60,7 @@ def test_frames_come_back_by_index_in_any_order(record_pattern, tmp_path):
 
 
 def test_replay_server_serves_timeline_and_frames(record_pattern, tmp_path):
+    pytest.importorskip("fastapi")
     rec = record_pattern(tmp_path / "pattern", seconds=2.0)
     hub = ReplayHub([rec])
     server = DashboardServer(hub, Address("127.0.0.1", 0), linger_s=0.2)
