@@ -1,37 +1,49 @@
-"""A policy served by an OpenAI-compatible chat API (vLLM, SGLang, Ollama, llama.cpp server).
+"""A policy served by an OpenAI-compatible chat API (``agentkit serve``, vLLM, SGLang, Ollama, llama.cpp).
 
-This is the path to models too large for the local engine: the server owns the GPU and its own cache,
-agentkit sends sampled frames as JPEG data URLs and reads one of SILENCE / STANDBY / RESPONSE from the
-reply. A server cannot append to a cache across HTTP calls, so every call re-sends a short window of
-recent frames; ``min_interval_s`` bounds the request rate, and frames in between are answered with
-Silence marked ``meta.skipped`` (the loop's latest-wins slot already drops frames while a call is out).
+This is the path to models too large for the local engine: the server owns the GPU and its cache. The
+policy talks to it with the official ``openai`` client and keeps **one append-only transcript per stream**:
+every call sends the whole conversation so far (system prompt, then one user turn per call holding the
+newest frame as a JPEG data URL with its stream time, then the model's reply as an assistant turn), with
+the new turn appended at the end. The beginning of each request is therefore exactly the previous request,
+which is what keeps the stream's KV cache on the server:
 
-Model output is data: the state word is matched with a regular expression and the rest goes through
-:func:`agentkit.parsing.parse_response`; nothing is evaluated.
+* vLLM (``--enable-prefix-caching``, on by default in V1) and SGLang (RadixAttention) reuse the cached
+  prefix automatically: only the new turn is prefilled. A sliding window of re-sent frames (what this
+  policy did before) shifts the prefix on every call and defeats both.
+* ``agentkit serve`` is told the stream's name (``extra_body={"agentkit": {"stream": ...}}``, ignored by
+  the others), recognises the prefix it has seen and appends only the new turn to that stream's
+  device-resident cache; its reply carries the structured decision, which is used as is.
+
+The transcript cannot grow forever: when it holds more than ``max_turns`` user turns it is **compacted** to
+the system prompt and the last ``keep_turns`` turns. On vLLM/SGLang each compaction costs one re-prefill
+of what is kept (the prefix changed); ``agentkit serve`` recognises a compacted transcript (same first
+message, then the tail of what it has seen) and still appends only the new turn.
+
+``min_interval_s`` bounds the request rate: frames in between are answered with Silence marked
+``meta.skipped`` (the loop's latest-wins slot already drops frames while a call is out). A failed call is a
+Silence with the error recorded, never an exception. Model output is data: the state word is matched with a
+regular expression and the rest goes through :func:`agentkit.parsing.parse_response`; nothing is evaluated.
 """
 
 from __future__ import annotations
 
 import base64
-import collections
-import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
+import uuid
 from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from agentkit.errors import PolicyError
 from agentkit.policy import Policy, PolicyConfig
-from agentkit.types import Decision, DecisionKind, Frame
+from agentkit.types import Box, Decision, DecisionKind, Frame, Point, ToolCall
 
 DEFAULT_PROMPT = (
-    "You watch a live video stream, a few frames at a time, with their stream times. For the newest frame, "
+    "You watch a live video stream, one frame per user turn, each with its stream time. For the newest frame, "
     "answer with exactly one word first: SILENCE if nothing relevant is happening, STANDBY if something "
     "relevant has started but is not complete, RESPONSE if you should speak now. After RESPONSE, add one short "
     "sentence for the user."
@@ -44,22 +56,47 @@ _STATE = re.compile(
 
 
 class HTTPPolicyConfig(PolicyConfig):
-    """Settings of :class:`HTTPPolicy`; every field can be given as a keyword argument."""
+    """Settings of :class:`HTTPPolicy`; every field can be given as a keyword argument.
 
-    model: str = "default"  # the model name the server knows
-    base_url: str = "http://127.0.0.1:8000/v1"  # the API root, up to and including /v1
-    api_key: str | None = None  # default: $OPENAI_API_KEY, else none
+    Attributes:
+        model: the model name the server knows.
+        base_url: the API root, up to and including ``/v1``.
+        api_key: default ``$OPENAI_API_KEY``, else none.
+        stream: the stream's name on ``agentkit serve`` (default: a fresh ``agentkit-<hex>`` per policy).
+        prompt / instruction: the system message (the instruction, if any, is appended to it).
+        min_interval_s: at most one call per this many stream seconds.
+        frames_per_turn: newest frames sent in one user turn (frames since the last call, at most this many).
+        max_turns: compact the transcript when it holds more user turns than this.
+        keep_turns: user turns (with their replies) kept by a compaction.
+        max_side / jpeg_quality: frames are downscaled so the longer side is at most ``max_side``, then JPEG.
+        max_tokens / temperature / timeout_s: per call.
+        coord_format: how the model writes coordinates (see :mod:`agentkit.parsing`).
+        check_server: ``GET /models`` at start, for a clear error when nothing listens.
+    """
+
+    model: str = "default"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key: str | None = None
+    stream: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
     prompt: str = DEFAULT_PROMPT
-    instruction: str | None = None  # the task or question, sent with every call
-    min_interval_s: float = Field(1.0, ge=0)  # at most one call per this many stream seconds
-    history_frames: int = Field(4, ge=1, le=32)  # frames sent per call (the newest last)
-    max_side: int = Field(512, ge=32)  # frames are downscaled so the longer side is at most this
+    instruction: str | None = None
+    min_interval_s: float = Field(1.0, ge=0)
+    frames_per_turn: int = Field(1, ge=1, le=16)
+    max_turns: int = Field(64, ge=2)
+    keep_turns: int = Field(16, ge=1)
+    max_side: int = Field(512, ge=32)
     jpeg_quality: int = Field(80, ge=10, le=100)
     max_tokens: int = Field(128, ge=1)
     temperature: float = Field(0.0, ge=0)
     timeout_s: float = Field(30.0, gt=0)
-    coord_format: str = "auto"  # how the model writes coordinates (see agentkit.parsing)
-    check_server: bool = True  # GET /models at start, for a clear error when nothing listens
+    coord_format: str = "auto"
+    check_server: bool = True
+
+    @model_validator(mode="after")
+    def _keep_below_max(self) -> HTTPPolicyConfig:
+        if self.keep_turns >= self.max_turns:
+            raise ValueError(f"keep_turns={self.keep_turns} must be smaller than max_turns={self.max_turns}")
+        return self
 
 
 def encode_jpeg(image: np.ndarray, max_side: int, quality: int) -> tuple[str, tuple[int, int]]:
@@ -83,94 +120,172 @@ def split_state(text: str) -> tuple[DecisionKind | None, str]:
 
 
 class HTTPPolicy(Policy):
-    """Decides through an OpenAI-compatible ``/chat/completions`` endpoint."""
+    """Decides through an OpenAI-compatible ``/chat/completions`` endpoint, one append-only transcript per
+    stream (see the module docstring)."""
 
     name = "http"
     Config = HTTPPolicyConfig
 
     def __init__(self, config: HTTPPolicyConfig | None = None, **options: Any) -> None:
-        self.config = self.configure(config, options, HTTPPolicyConfig)
-        self.api_key = self.config.api_key or os.environ.get("OPENAI_API_KEY")
-        self._frames: collections.deque[tuple[float, str]] = collections.deque(maxlen=self.config.history_frames)
+        import openai
+
+        self.config = cfg = self.configure(config, options, HTTPPolicyConfig)
+        self.api_key = cfg.api_key or os.environ.get("OPENAI_API_KEY")
+        self.stream_name = cfg.stream or f"agentkit-{uuid.uuid4().hex[:12]}"
+        self._client = openai.OpenAI(
+            base_url=cfg.base_url, api_key=self.api_key or "EMPTY", timeout=cfg.timeout_s, max_retries=0
+        )
+        self.compactions = 0
+        self.reset()
+        if cfg.check_server:
+            try:
+                self._client.models.list()
+            except Exception as e:
+                raise PolicyError(self._explain(e)) from None
+
+    # ------------------------------------------------------------------ transcript
+    def reset(self) -> None:
+        """A new stream: an empty transcript (the server's stream is restarted by the next call)."""
+        self.transcript: list[dict[str, Any]] = [{"role": "system", "content": self._system()}]
+        self._frames: list[tuple[float, str]] = []  # frames since the last call (newest last)
         self._questions: list[tuple[float | None, str]] = []
         self._last_call_pts: float | None = None
         self._sent_size: tuple[int, int] | None = None
-        if self.config.check_server:
-            self._get("/models")
+        self._restart = True
 
-    # ------------------------------------------------------------------ HTTP
-    def _request(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        url = self.config.base_url.rstrip("/") + path
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, headers=headers, method="POST" if body is not None else "GET")
-        try:
-            with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
-                return json.loads(resp.read().decode("utf-8"))
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode("utf-8", "replace")[:200].replace("\n", " ")
-            raise PolicyError(f"{url}: HTTP {e.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-            reason = getattr(e, "reason", e)
-            raise PolicyError(f"cannot reach the OpenAI-compatible server at {url}: {reason}") from None
-        except json.JSONDecodeError:
-            raise PolicyError(f"{url}: the reply is not JSON") from None
-
-    def _get(self, path: str) -> dict[str, Any]:
-        return self._request(path)
-
-    # ------------------------------------------------------------------ policy
-    def reset(self) -> None:
-        self._frames.clear()
-        self._questions.clear()
-        self._last_call_pts = None
+    def _system(self) -> str:
+        cfg = self.config
+        return cfg.prompt + (f"\n\nTask: {cfg.instruction}" if cfg.instruction else "")
 
     def instruct(self, text: str, pts: float | None = None) -> None:
-        self._questions.append((pts, text))
+        if text and text.strip():
+            self._questions.append((pts, text.strip()))
 
-    def _messages(self) -> list[dict[str, Any]]:
+    @property
+    def user_turns(self) -> int:
+        return sum(1 for m in self.transcript if m["role"] == "user")
+
+    def _turn(self) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
-        for pts, url in self._frames:
+        for pts, url in self._frames[-self.config.frames_per_turn :]:
             content.append({"type": "text", "text": f"t={pts:.1f}s"})
             content.append({"type": "image_url", "image_url": {"url": url}})
-        asks = ([self.config.instruction] if self.config.instruction else []) + [
-            (f"(at t={pts:.1f}s) " if pts is not None else "") + q for pts, q in self._questions
-        ]
+        asks = [(f"(at t={pts:.1f}s) " if pts is not None else "") + q for pts, q in self._questions]
         if asks:
             content.append({"type": "text", "text": "User: " + " ".join(asks)})
-        return [{"role": "system", "content": self.config.prompt}, {"role": "user", "content": content}]
+        return {"role": "user", "content": content}
+
+    def compact(self) -> bool:
+        """Keep the system prompt and the last ``keep_turns`` user turns (with their replies) once the
+        transcript holds more than ``max_turns``; returns whether it compacted."""
+        if self.user_turns <= self.config.max_turns:
+            return False
+        starts = [i for i, m in enumerate(self.transcript) if m["role"] == "user"]
+        cut = starts[-self.config.keep_turns]
+        self.transcript = [self.transcript[0], *self.transcript[cut:]]
+        self.compactions += 1
+        return True
+
+    # ------------------------------------------------------------------ calls
+    def _explain(self, e: Exception) -> str:
+        import openai
+
+        url = self.config.base_url
+        if isinstance(e, openai.APITimeoutError):
+            return f"{url}: no reply within {self.config.timeout_s:g} s"
+        if isinstance(e, openai.APIConnectionError):
+            return f"cannot reach the OpenAI-compatible server at {url}: {e.__cause__ or e}"
+        if isinstance(e, openai.APIStatusError):
+            body = e.body if isinstance(e.body, dict) else {}
+            err = body.get("error", body) if isinstance(body, dict) else {}
+            detail = err.get("message") if isinstance(err, dict) else None
+            return f"{url}: HTTP {e.status_code}: {str(detail or e.message)[:200]}"
+        return f"{url}: {type(e).__name__}: {str(e)[:200]}"
 
     def step(self, frame: Frame) -> Decision:
+        import openai
+
         cfg = self.config
         url, self._sent_size = encode_jpeg(frame.image, cfg.max_side, cfg.jpeg_quality)
         self._frames.append((frame.pts, url))
+        del self._frames[: -cfg.frames_per_turn]
         if self._last_call_pts is not None and frame.pts - self._last_call_pts < cfg.min_interval_s:
             return Decision.silence(meta={"skipped": True})
         self._last_call_pts = frame.pts
-        body = {
-            "model": cfg.model,
-            "messages": self._messages(),
-            "max_tokens": cfg.max_tokens,
-            "temperature": cfg.temperature,
-        }
+        compacted = self.compact()
+        self.transcript.append(self._turn())
+        sent_turn = self.transcript[-1]
+        asked = list(self._questions)
+        self._frames, self._questions = [], []
+        extra: dict[str, Any] = {"stream": self.stream_name, "instruction": ""}
+        if self._restart:
+            extra["reset"] = True
         t0 = time.perf_counter()
         try:
-            reply = self._request("/chat/completions", body)
-            text = reply["choices"][0]["message"]["content"] or ""
-        except PolicyError as e:  # a flaky server costs this frame, not the stream
-            return Decision.silence(errors=[str(e)], model_ms=(time.perf_counter() - t0) * 1e3)
-        except (KeyError, IndexError, TypeError):
-            return Decision.silence(errors=["http: reply has no choices[0].message.content"])
+            reply = self._client.chat.completions.create(
+                model=cfg.model,
+                messages=self.transcript,  # type: ignore[arg-type]
+                max_tokens=cfg.max_tokens,
+                temperature=cfg.temperature,
+                extra_body={"agentkit": extra},
+            )
+        except openai.APIStatusError as e:
+            ms = (time.perf_counter() - t0) * 1e3
+            if 400 <= e.status_code < 500 and self.transcript and self.transcript[-1] is sent_turn:
+                self.transcript.pop()  # the server refused this turn: do not re-send it forever
+                self._questions = asked + self._questions
+            return Decision.silence(errors=[self._explain(e)], model_ms=ms)
+        except openai.OpenAIError as e:  # a flaky server costs this frame, not the stream
+            return Decision.silence(errors=[self._explain(e)], model_ms=(time.perf_counter() - t0) * 1e3)
         ms = (time.perf_counter() - t0) * 1e3
+        self._restart = False
+        try:
+            text = reply.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError):
+            return Decision.silence(errors=["http: reply has no choices[0].message.content"], model_ms=ms)
+        self.transcript.append({"role": "assistant", "content": text})
+        meta: dict[str, Any] = {"transcript_turns": self.user_turns}
+        if compacted:
+            meta["compacted"] = True
+        usage = getattr(reply, "usage", None)
+        if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
+            meta["prompt_tokens"] = usage.prompt_tokens
+        structured = (reply.model_extra or {}).get("agentkit")
+        if isinstance(structured, dict) and structured.get("decision") in ("silence", "standby", "response"):
+            return self._from_server(structured, ms, meta)
         kind, rest = split_state(text)
         if kind is None:
-            return Decision.silence(errors=[f"no SILENCE/STANDBY/RESPONSE in reply: {text[:80]!r}"], model_ms=ms)
+            return Decision.silence(
+                errors=[f"no SILENCE/STANDBY/RESPONSE in reply: {text[:80]!r}"], model_ms=ms, meta=meta
+            )
         if kind is not DecisionKind.RESPONSE:
-            return Decision(kind, model_ms=ms)
-        self._questions.clear()  # answered
-        return self._parse(rest, ms)
+            return Decision(kind, model_ms=ms, meta=meta)
+        d = self._parse(rest, ms)
+        d.meta.update(meta)
+        return d
+
+    def _from_server(self, s: dict[str, Any], ms: float, meta: dict[str, Any]) -> Decision:
+        """The structured decision ``agentkit serve`` returns (coordinates already normalized)."""
+        errors = [str(e) for e in s.get("errors") or []]
+        try:
+            points = [Point(float(p["x"]), float(p["y"])) for p in s.get("points") or []]
+            boxes = [Box(float(b["x1"]), float(b["y1"]), float(b["x2"]), float(b["y2"])) for b in s.get("boxes") or []]
+            calls = [ToolCall(str(c["name"]), dict(c.get("arguments") or {})) for c in s.get("tool_calls") or []]
+        except (KeyError, TypeError, ValueError) as e:
+            points, boxes, calls = [], [], []
+            errors.append(f"http: bad structured decision from the server: {e}")
+        meta = {**meta, "server": {k: s.get(k) for k in ("cache_tokens", "prefilled_tokens", "model_ms", "batch")}}
+        kind = DecisionKind(s["decision"])
+        return Decision(
+            kind,
+            text=s.get("text") if kind is DecisionKind.RESPONSE else None,
+            points=points,
+            boxes=boxes,
+            tool_calls=calls,
+            errors=errors,
+            model_ms=ms,
+            meta=meta,
+        )
 
     def _parse(self, text: str, ms: float) -> Decision:
         from agentkit.parsing import parse_response
@@ -187,3 +302,6 @@ class HTTPPolicy(Policy):
             errors=list(r.errors),
             model_ms=ms,
         )
+
+    def close(self) -> None:
+        self._client.close()
