@@ -275,6 +275,7 @@ class ObjectTracker:
         self._next_id = 1
         self._first_pts: float | None = None
         self._pts = 0.0
+        self._people_near = False
         self._busy: np.ndarray | None = None
         self._ghost_zones: list[tuple[NormBox, float]] = []  # (box, until pts): holes left by taken things
         self._recent: list[tuple[NormBox, float]] = []  # (last box, until pts) of tracks just removed
@@ -355,6 +356,7 @@ class ObjectTracker:
             cx, cy = t.center
             if t.lost_since is None:
                 t.centers.append((pts, cx, cy))
+        self._people_near = bool(claims)
         self._claim(claims, holds)
         for t in list(self.tracks):
             events.extend(self._advance(pts, t, gray, bg_gray))
@@ -545,8 +547,8 @@ class ObjectTracker:
             at_edge = bool(t.last_edges)
             if pts - t.lost_since >= (self.exit_after_s if at_edge else self.reid_s):
                 self._remove(t)
-                if t.claimed or t.attached or t.light or t.held_s >= 0.5 * t.seen_s > 0:
-                    return []  # part of a person, a piece of another thing, light, or mostly a person candidate
+                if t.claimed or t.attached or t.light or (self._people_near and t.held_s >= 0.5 * t.seen_s > 0):
+                    return []  # part of a person, a piece of another thing, light, or a person walking out
                 if t.announced:
                     return [ObjectEvent("leave", t, tuple(t.last_edges))]
                 if self._real(pts, t, at_exit=True) and at_edge:
