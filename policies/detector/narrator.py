@@ -316,7 +316,7 @@ class DetectorNarrator(Policy):
         pts = float(frame.pts)
         if self._first_pts is None or pts < self._first_pts:
             self._first_pts = pts
-        removed = self._tracker.update(pts, dets, motion.blobs)
+        removed = self._tracker.update(pts, dets, motion.solid)
         arrived = self._arrivals(pts)
         # there from the start: found in the first second, away from the edges (not seen coming in)
         present = [
@@ -327,7 +327,7 @@ class DetectorNarrator(Policy):
         arrived = [tr for tr in arrived if tr not in present]
         left = [tr for tr in removed if tr.announced]
         in_view = [tr for tr in self._tracker.tracks if tr.announced]
-        face_present, face_left = self._face_step(frame, small, pts, motion.blobs, in_view)
+        face_present, face_left = self._face_step(frame, small, pts, motion.solid, in_view)
         faces_in_view = self._face_people(in_view)
         present += face_present
         left_n = len(left) + len(face_left)
@@ -369,7 +369,7 @@ class DetectorNarrator(Policy):
             ]
             changes = self._scene.update(pts, motion.image, exclude, foreground=motion.mask)
         things = self._objects.visible() if cfg.objects else []
-        unexplained = self._unexplained_motion(motion.blobs, in_view)
+        unexplained = self._unexplained_motion(motion.solid, in_view)
         motion_event = self._motion_hysteresis(unexplained >= cfg.motion_fraction)
 
         n_people = len(in_view) + len(faces_in_view)
