@@ -75,7 +75,7 @@ class ServeConfig(BaseModel):
     url_timeout_s: float = Field(10.0, gt=0)
     max_batch: int = Field(8, ge=1)
     batch_window_ms: float = Field(5.0, ge=0)
-    prepare_workers: int = Field(1, ge=0)
+    prepare_workers: int = Field(2, ge=0)
     threads: int | None = Field(None, ge=1)
     device: str | None = None
     dtype: str | None = None

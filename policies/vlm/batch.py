@@ -18,7 +18,7 @@ How, per forward (:func:`append_batch`):
   the placeholder tokens in row-major order, which is exactly that order.
 * The logits of each stream's last real token are taken (``logits_to_keep`` as per-row indices); then each
   stream's new keys/values are cut out of the buffer and written back into its own
-  :class:`~agentkit.policies.vlm.cache.StreamingCache` (one private contiguous copy per stream), and the
+  :class:`~agentkit.policies.vlm.cache.StreamingCache` (a private copy, or a view into the buffer), and the
   session's bookkeeping is committed exactly as a one-stream append would.
 
 The result equals the one-stream path (:meth:`StreamSession.append`) within float rounding: masked
@@ -126,12 +126,17 @@ def _mask(valid: Any, width: int, dtype: Any) -> Any:
     return mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
 
 
-def append_batch(items: Sequence[tuple[StreamSession, PendingAppend]]) -> list[Any]:
+def append_batch(items: Sequence[tuple[StreamSession, PendingAppend]], copy: bool = True) -> list[Any]:
     """Forward the prepared chunks of several streams as ONE batch and commit each to its session.
 
     Args:
         items: ``(session, pending)`` pairs, ``pending`` from ``session.prepare(...)`` at the session's current
             state; every session must use the same adapter (one model), each session at most once.
+        copy: give each stream's cache its own copy of its keys/values. ``False`` leaves them as views into
+            the batch's buffer (one copy less per step; the next batch copies them anyway): the buffer, which
+            holds every stream of the batch, stays alive until all of them have moved on, so a caller that
+            uses it must call ``session.cache.compact()`` on a stream that leaves the batch (the
+            :class:`~agentkit.policies.vlm.scheduler.BatchScheduler` does).
 
     Returns:
         Each stream's next-token logits after its chunk (``(vocab,)``), in the order of ``items``.
@@ -195,8 +200,11 @@ def append_batch(items: Sequence[tuple[StreamSession, PendingAppend]]) -> list[A
         for i, layer in enumerate(layers):
             lk: Any = layer.keys
             lv: Any = layer.values
-            k = lk[b : b + 1, :, lo:hi].clone(memory_format=torch.contiguous_format)
-            v = lv[b : b + 1, :, lo:hi].clone(memory_format=torch.contiguous_format)
+            if copy:
+                k = lk[b : b + 1, :, lo:hi].clone(memory_format=torch.contiguous_format)
+                v = lv[b : b + 1, :, lo:hi].clone(memory_format=torch.contiguous_format)
+            else:
+                k, v = lk[b : b + 1, :, lo:hi], lv[b : b + 1, :, lo:hi]
             session.cache.layer(i).assign(k, v)
         mine = logits[b, :n] if record else logits[b]
         session.commit(pending, mine)
@@ -227,7 +235,7 @@ class Turn:
     vision: Any = None
 
 
-def step_batch(turns: Sequence[Turn]) -> list[Decision]:
+def step_batch(turns: Sequence[Turn], copy: bool = True) -> list[Decision]:
     """One :meth:`VLMPolicy.step` for each turn (one per stream), their chunks in ONE forward.
 
     Errors are values, as in ``VLMPolicy.step``: a turn that fails to plan, a batch whose forward raises, or a
@@ -235,6 +243,8 @@ def step_batch(turns: Sequence[Turn]) -> list[Decision]:
     ``Decision.meta`` gets ``prefilled_tokens`` (tokens this turn prefilled, a new stream's prompt included)
     and ``batch`` (streams in the forward); ``model_ms`` runs from the start of the batch to this stream's
     decision (a Response decoded for an earlier stream of the batch delays the later ones).
+
+    ``copy``: as in :func:`append_batch`.
 
     Raises:
         ValueError: two turns of the same policy (a stream's turns must run in order, one per batch).
@@ -257,7 +267,7 @@ def step_batch(turns: Sequence[Turn]) -> list[Decision]:
     idx = list(plans)
     if idx:
         try:
-            logits = append_batch([(turns[i].policy.session, plans[i].pending) for i in idx])
+            logits = append_batch([(turns[i].policy.session, plans[i].pending) for i in idx], copy=copy)
             probed = [k for k, i in enumerate(idx) if plans[i].zero_shot]
             if probed:
                 pl = probe_batch([(turns[idx[k]].policy.session, turns[idx[k]].policy.probe_parts()) for k in probed])

@@ -55,6 +55,18 @@ class StreamingLayer(DynamicLayer):
         self.device = keys.device
         self.is_initialized = True
 
+    def compact(self) -> bool:
+        """Give the keys/values their own storage when they are a view into a larger tensor (a batched step's
+        buffer, shared with other streams); returns whether it copied."""
+        shared = False
+        for t in (self.keys, self.values):
+            if t is not None and t.untyped_storage().nbytes() > t.numel() * t.element_size():
+                shared = True
+        if shared and self.keys is not None and self.values is not None:
+            self.keys = self.keys.clone(memory_format=torch.contiguous_format)
+            self.values = self.values.clone(memory_format=torch.contiguous_format)
+        return shared
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the key and value tensors."""
@@ -110,6 +122,12 @@ class StreamingCache(DynamicCache):
         while len(self.layers) <= index:
             self.layers.append(StreamingLayer())
         return self._streaming_layers()[index]
+
+    def compact(self) -> int:
+        """:meth:`StreamingLayer.compact` on every layer: a stream whose cache still views a batched step's
+        buffer gets its own copy, so that buffer (which holds other streams' tensors too) can be freed.
+        Returns the number of layers copied."""
+        return sum(layer.compact() for layer in self._streaming_layers())
 
     @property
     def nbytes(self) -> int:

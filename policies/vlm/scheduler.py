@@ -9,8 +9,8 @@ forward per frame; waiting too long for company makes every stream slow. The sch
   order), so no stream can crowd out another: a turn waits at most ``ceil(streams / max_batch)`` batches.
 * Before a batch starts, the scheduler waits up to ``window_ms`` for the streams of the last two batches
   that have not submitted their next turn yet (closed-loop clients send their next frame as soon as they get a
-  decision), and never longer: a lone stream is served at once, a stream that stops sending costs the
-  others one window at most.
+  decision), and never longer (three windows for a stream whose frame is already being prepared): a lone
+  stream is served at once, a stream that stops sending costs the others one window at most.
 * The model runs in ONE worker thread (models are not re-entrant; CUDA/torch state is per thread), so the
   event loop keeps accepting requests. Each frame's image processing (``adapter.frame_chunk``) runs before
   the turn is queued, in a small preparation pool, overlapping the batch in flight.
@@ -83,7 +83,7 @@ class BatchScheduler:
         max_batch: int = 8,
         window_ms: float = 5.0,
         after_batch: Callable[[Sequence[VLMPolicy]], None] | None = None,
-        prepare_workers: int = 1,
+        prepare_workers: int = 2,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -102,6 +102,8 @@ class BatchScheduler:
         self._task: asyncio.Task[None] | None = None
         self._recent: collections.deque[set[int]] = collections.deque(maxlen=2)  # streams of the last batches
         self._closed = False
+        self._in_buffer: dict[int, VLMPolicy] = {}  # streams whose caches view the last batch's buffer
+        self._preparing: dict[int, int] = {}  # streams with a frame in the preparation pool
 
     # -- running on the model thread --------------------------------------------------------------------
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -119,10 +121,15 @@ class BatchScheduler:
         self._ensure_running()
         vision = None
         if frame is not None and self._prep is not None:
+            self._preparing[id(policy)] = self._preparing.get(id(policy), 0) + 1
             try:  # overlapping the batch in flight; a rejected frame is left to plan_step (a recorded error)
                 vision = await loop.run_in_executor(self._prep, policy.adapter.frame_chunk, frame.image)
             except (ValueError, RuntimeError):
                 vision = None
+            finally:
+                self._preparing[id(policy)] -= 1
+                if not self._preparing[id(policy)]:
+                    del self._preparing[id(policy)]
         job = _Job(Turn(policy, frame, pts), vision, loop.create_future())
         self._queue.append(job)
         assert self._wake is not None
@@ -164,10 +171,12 @@ class BatchScheduler:
                 if self._closed:
                     return
             t_wait = time.perf_counter()
-            deadline = loop.time() + self.window_s
+            start = loop.time()
             while self.window_s > 0 and len(self._queued_streams()) < self.max_batch:
                 missing = set().union(*self._recent) - self._queued_streams()
-                remaining = deadline - loop.time()
+                # a missing stream whose frame is being prepared is surely coming: worth up to 3 windows
+                coming = any(k in self._preparing for k in missing)
+                remaining = start + self.window_s * (3 if coming else 1) - loop.time()
                 if not missing or remaining <= 0:
                     break
                 self._wake.clear()
@@ -198,11 +207,19 @@ class BatchScheduler:
                     job.future.set_result(d)
 
     def _step(self, batch: list[_Job]) -> list[Decision]:
-        """In the worker thread: plan every turn (with its prepared vision chunk), one batched forward."""
+        """In the worker thread: plan every turn (with its prepared vision chunk), one batched forward.
+
+        The streams' caches stay views into the batch's buffer (one copy less per step); a stream of the
+        previous batch that is not in this one gets its own copy, so no old buffer outlives its batch."""
         turns = []
         for job in batch:
             turns.append(Turn(job.turn.policy, job.turn.frame, job.turn.pts, job.vision))
-        decisions = step_batch(turns)
+        decisions = step_batch(turns, copy=False)
+        now = {id(t.policy): t.policy for t in turns}
+        for pol in self._in_buffer.values():
+            if id(pol) not in now:
+                pol.session.cache.compact()
+        self._in_buffer = now
         if self.after_batch is not None:
             self.after_batch([j.turn.policy for j in batch])
         return decisions
