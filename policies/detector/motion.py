@@ -156,6 +156,13 @@ class ForegroundModel:
             gains[c], offsets[c] = min(max(a, 0.5), 2.0), min(max(b, -80.0), 80.0)
         if np.all(np.abs(gains - 1.0) < 0.03) and np.all(np.abs(offsets) < 3.0):
             return image
+        # keep the correction only if it brings more of the view back onto the background (a large thing in
+        # view can skew the fit; correcting then would turn a whole plain road into "motion")
+        fitted = (y_all - offsets) / gains
+        before = np.count_nonzero(np.max(np.abs(y_all - x_all), axis=1) <= 10.0)
+        after = np.count_nonzero(np.max(np.abs(fitted - x_all), axis=1) <= 10.0)
+        if after < before:
+            return image
         out = (image.astype(np.float32) - offsets.reshape(1, 1, 3)) / gains.reshape(1, 1, 3)
         return np.clip(out, 0, 255).astype(np.uint8)
 
@@ -261,7 +268,8 @@ def light_change_mask(image: np.ndarray, bg: np.ndarray, radius: int = 2) -> np.
     Per pixel, over a (2r+1)^2 window: where either image has texture, the two windows must correlate
     (zero-mean NCC > 0.8: the same pattern, brighter or darker); where both are flat, the brightness ratio
     must lie in [0.55, 1.6] with the same chromaticity (a plain wall in shade stays grey; a red sleeve in
-    front of it does not). Everything else is a thing in front of the background.
+    front of it does not) unless the light drove the pixel to white, where no colour is left to compare.
+    Everything else is a thing in front of the background.
     """
     c = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
     b = cv2.cvtColor(bg, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -277,7 +285,9 @@ def light_change_mask(image: np.ndarray, bg: np.ndarray, radius: int = 2) -> np.
     si = image.astype(np.float32).sum(axis=2) + 3.0
     sb = bg.astype(np.float32).sum(axis=2) + 3.0
     chroma = np.abs(image[..., 0] / si - bg[..., 0] / sb) + np.abs(image[..., 1] / si - bg[..., 1] / sb)
-    flat_light = ~textured & (ratio > 0.55) & (ratio < 1.6) & (cv2.blur(chroma, k) < 0.04)
+    # a pixel driven to (near) white by the light loses its colour: no chromaticity test there
+    clipped = cv2.blur((image.max(axis=2) >= 245).astype(np.float32), k) > 0.5
+    flat_light = ~textured & (ratio > 0.55) & (ratio < 1.6) & ((cv2.blur(chroma, k) < 0.04) | clipped)
     return np.where(light | flat_light, np.uint8(255), np.uint8(0))
 
 
