@@ -228,9 +228,9 @@ async def _run(
     policy = build_policy(cfg)
     gate = None
     if cfg.gate:
-        from agentkit.policies.detector.gate import MotionGate
+        from agentkit.policies.detector.gate import make_gate
 
-        gate = MotionGate()
+        gate = make_gate(cfg.policy)  # MotionGate for the detector; the narrator's event cue for a model
     cfg.out.mkdir(parents=True, exist_ok=True)
     from agentkit.tools.narration.console import NarrateTool
 

@@ -139,7 +139,7 @@ def _widen(b: tuple[float, float, float, float], fx: float = 0.5, fy: float = 0.
 
 
 def scene_sentence(ch: SceneChange) -> str:
-    """"Something small and white was put down at the left." / "... was taken away from the left."."""
+    """The sentence for a change of the scene, e.g. "Something small and white was put down at the left."."""
     size = size_word(ch.area)
     colour = colour_name(ch.colour) if ch.colour is not None else ""
     some = f"Something {size} and {colour}" if colour else f"Something {size}"
