@@ -47,7 +47,7 @@ def eval_miniwob(
     seed: int = typer.Option(0, help="first seed; episode i of a task uses seed+i"),
     record: Path | None = typer.Option(None, help="save episodes as DIR/<task>-<seed>/ (frames.mp4, jsonl)"),
     json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
-    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm (default: the shipped gui one)"),
     scale: float = typer.Option(3.0, help="device scale factor of the screenshots (task area is 160x210 px)"),
 ) -> None:
     """Per-task success rate (reward > 0), mean reward, steps and seconds per episode on MiniWoB++."""
@@ -85,7 +85,7 @@ def browse(
     allow_host: list[str] = typer.Option([], "--allow-host", help="extra host the page may reach (repeatable)"),
     width: int | None = typer.Option(None, help="viewport width (CSS px; default 800)"),
     height: int | None = typer.Option(None, help="viewport height (CSS px; default 600)"),
-    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm (default: the shipped gui one)"),
     config: Path | None = typer.Option(None, help="YAML with a 'browser:' section (see configs/browser.yaml)"),
     dashboard: str | None = DASHBOARD_OPTION,
     dashboard_public: bool = DASHBOARD_PUBLIC_OPTION,

@@ -50,6 +50,16 @@ def _mqtt_auth(
         raise ConfigError(f"{option}: {err['msg']}") from None
 
 
+def vlm_model(policy: str, model: str | None, env: str = "fetch") -> str | None:
+    """``--model``, or for ``--policy vlm`` on the one-block Fetch world without it, the shipped ``fetch``
+    checkpoint's folder (it was trained there; other worlds need ``--model``)."""
+    if model or policy not in ("vlm", "fetch-vlm") or env != "fetch":
+        return model
+    from agentkit.policies.vlm.checkpoints import shipped_checkpoint
+
+    return str(shipped_checkpoint("fetch"))
+
+
 def _eval(env: str, json_out: Path | None, video_episodes: str, **kw: object) -> None:
     """Shared body of ``eval fetch`` and ``eval panda``."""
 
@@ -82,7 +92,7 @@ def eval_fetch(
     video_episodes: str = typer.Option("", help="episode indices to film, e.g. 0,1 (needs --record)"),
     json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
     node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name (mqtts:// for TLS)"),
-    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm (default: the shipped fetch one)"),
     max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
     username: str | None = _USERNAME,
     password_file: Path | None = _PASSWORD_FILE,
@@ -101,7 +111,7 @@ def eval_fetch(
         video_episodes=video_episodes,
         json_out=json_out,
         node=node,
-        model=model,
+        model=vlm_model(policy, model, env),
         max_steps=max_steps,
         mqtt=mqtt,
     )
@@ -175,7 +185,7 @@ def robot(
             duration_s=duration,
             video=video,
             record=record,
-            model=model,
+            model=vlm_model(policy, model, env if source is None else "fetch"),
             realtime=realtime,
             env=env,
         )

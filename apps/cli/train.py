@@ -149,6 +149,7 @@ def train_cmd(
     model: str | None = typer.Option(None, help="or fine-tune this checkpoint folder"),
     preset: str = typer.Option("small", help="from-scratch size: tiny | small | base"),
     max_pixels: int | None = typer.Option(None, help="pixels per frame (Qwen: tokens = pixels / 784)"),
+    image_size: int | None = typer.Option(None, help="from scratch, SmolVLM: square frame side (tokens = (side/32)^2)"),
     steps: int = typer.Option(1000, help="optimizer steps"),
     batch_size: int = typer.Option(8, help="dialogues per step"),
     lr: float = typer.Option(1e-3, help="peak learning rate"),
@@ -178,6 +179,7 @@ def train_cmd(
             TrainConfig,
             {
                 "data": data, "out": out, "arch": arch, "model": model, "preset": preset, "max_pixels": max_pixels,
+                "image_size": image_size,
                 "steps": steps, "batch_size": batch_size, "lr": lr, "state_loss": state_loss, "gamma": gamma,
                 "lora": lora, "eval_every": eval_every, "eval_dialogues": eval_dialogues, "save_every": save_every,
                 "resume": resume, "target_state_accuracy": target_state_accuracy,

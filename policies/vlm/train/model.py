@@ -83,6 +83,55 @@ def _mrope(head_dim: int) -> list[int]:
     return [t, h, half - t - h]
 
 
+def sincos_2d(side: int, dim: int) -> Any:
+    """Fixed 2-D sine-cosine position codes of a ``side`` x ``side`` patch grid (MAE's), ``(side**2, dim)``:
+    half the channels encode the row, half the column, at geometric frequencies."""
+    import torch
+
+    quarter = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / max(quarter, 1)))
+    grid = torch.arange(side, dtype=torch.float32)
+    rows, cols = torch.meshgrid(grid, grid, indexing="ij")
+    parts = []
+    for coord in (rows.reshape(-1), cols.reshape(-1)):
+        angles = coord[:, None] * omega[None, :]
+        parts += [torch.sin(angles), torch.cos(angles)]
+    codes = torch.cat(parts, dim=1)
+    if codes.shape[1] < dim:
+        codes = torch.cat([codes, torch.zeros(codes.shape[0], dim - codes.shape[1])], dim=1)
+    return codes
+
+
+def init_vision_positions(model: Any) -> bool:
+    """Start a from-scratch SigLIP tower's learned position embeddings at 2-D sine-cosine codes.
+
+    Why: a tool call's point is written as digits, so the model must read *where* a patch is; random position
+    embeddings carry that only after much training, smooth 2-D codes from the first step (they stay
+    trainable). Qwen's vision tower has no absolute positions (2-D RoPE), so it is left as it is.
+    Returns whether the model had such embeddings.
+    """
+    import torch
+
+    emb = None
+    for name, module in model.named_modules():
+        if (
+            name.endswith("embeddings")
+            and hasattr(module, "position_embedding")
+            and hasattr(module, "num_patches_per_side")
+        ):
+            emb = module
+            break
+    if emb is None:
+        return False
+    weight = emb.position_embedding.weight
+    side = int(emb.num_patches_per_side)
+    if weight.shape[0] != side * side:
+        return False
+    with torch.no_grad():
+        weight.copy_(sincos_2d(side, weight.shape[1]).to(weight.dtype))
+    return True
+
+
 def set_pixel_budget(processor: Any, max_pixels: int | None) -> None:
     """Cap a pixel-budget processor (Qwen) at ``max_pixels`` per frame, as the engine's loader does."""
     if max_pixels:
@@ -98,9 +147,13 @@ def new_model(
     vocab_size: int = 2000,
     state_tokens: tuple[str, str, str] = ("<silence>", "<standby>", "<response>"),
     max_pixels: int | None = None,
+    image_size: int | None = None,
     seed: int = 0,
 ) -> Trainable:
     """A model with random weights at ``preset`` size and a tokenizer trained on ``corpus``.
+
+    ``max_pixels`` (Qwen) or ``image_size`` (SmolVLM / Idefics3: the square side frames are resized to, a
+    multiple of the patch size times the pixel-shuffle factor) set the vision tokens per frame.
 
     Raises:
         ConfigError: an unknown preset, or a preset other than ``tiny`` for an architecture without presets.
@@ -125,6 +178,11 @@ def new_model(
             tc.pop(derived, None)
         tc.update(dims["text"], initializer_range=0.02)
         vc.update(dims["vision"], initializer_range=0.02)
+        if image_size and spec.token_px is None:
+            step = int(vc["patch_size"]) * int(d.get("scale_factor", 1))
+            if image_size % step:
+                raise ConfigError(f"image_size={image_size}: must be a multiple of {step} (patch x pixel shuffle)")
+            vc["image_size"] = image_size
         if spec.token_px is not None:  # Qwen: M-RoPE sections follow the head size; the merger feeds the text width
             head_dim = tc["hidden_size"] // tc["num_attention_heads"]
             tc["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope(head_dim)}
@@ -132,6 +190,7 @@ def new_model(
         config = type(config).from_dict(d)
     torch.manual_seed(seed)
     model = spec.load_model_class()(config)
+    init_vision_positions(model)
     processor = builder.image_processor(spec, config, builder.default_tokens_per_frame("tiny"))
     if spec.token_px is not None:
         set_pixel_budget(processor, max_pixels or 48 * spec.token_px**2)

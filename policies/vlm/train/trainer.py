@@ -50,6 +50,8 @@ class TrainConfig(BaseModel):
         max_pixels: pixels per frame (Qwen): sets the vision tokens per frame (``max_pixels / 28**2``),
             stored in the checkpoint's image processor so the engine feeds the same size. Default: 48 tokens
             for a new model, the checkpoint's own otherwise.
+        image_size: from scratch, SmolVLM / Idefics3: the square side frames are resized to (tokens per
+            frame: ``(image_size / patch / 2) ** 2``); default: the preset's.
         vocab_size: from scratch: BPE vocabulary of the tokenizer trained on the dataset's text.
         state_tokens: which state-token names to use (``agentkit``: ``<silence>``...; ``streamo``).
         steps: optimizer steps.
@@ -79,6 +81,7 @@ class TrainConfig(BaseModel):
     model: str | None = None
     preset: str = "small"
     max_pixels: int | None = Field(None, gt=0)
+    image_size: int | None = Field(None, gt=0)
     vocab_size: int = Field(2000, ge=300)
     state_tokens: Literal["agentkit", "streamo"] = "agentkit"
     steps: int = Field(1000, ge=1)
@@ -232,6 +235,7 @@ class Run:
                 vocab_size=cfg.vocab_size,
                 state_tokens=names,
                 max_pixels=cfg.max_pixels,
+                image_size=cfg.image_size,
                 seed=cfg.seed,
             )
         else:
