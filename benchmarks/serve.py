@@ -16,7 +16,8 @@ median over ticks of (sequential tick time / batched tick time) of the same tick
 to bursts of load from other processes); latency is per frame, from submit to decision (in the
 sequential mode a frame also waits for the streams ahead of it: that is what one-at-a-time costs).
 Both copies see the same frames with the same weights, so their decisions must agree
-(``decisions_equal``). Weights are random (speed does not depend on their values).
+(``decisions_equal``). Each row is measured ``repeats`` times with fresh streams and holds the medians (and
+the speedup's range). Weights are random (speed does not depend on their values).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit.benchmarks.report import Report, environment
 from agentkit.policies.vlm.architectures import get_arch
+from agentkit.policies.vlm.batch import cpu_attention_gqa
 from agentkit.policies.vlm.build import build_model
 from agentkit.policies.vlm.loading import Loaded, pick_device
 from agentkit.types import Frame
@@ -47,6 +49,7 @@ class ServeBenchConfig(BaseModel):
         tokens_per_frame: vision tokens per frame (``None``: the size's default, 4 for ``tiny``).
         max_batch: most streams per forward in the batched mode (``None``: all of them).
         window_ms: the scheduler's wait for the previous batch's streams.
+        repeats: independent measurements per row (fresh streams each); the row holds their medians.
         prepare_workers: threads that make the frames' vision chunks ahead of the model.
         device / dtype: default CUDA+bf16 when available, else CPU+fp32.
         seed: seed of the random weights and frames.
@@ -61,6 +64,7 @@ class ServeBenchConfig(BaseModel):
     tokens_per_frame: int | None = None
     max_batch: int | None = Field(None, ge=1)
     window_ms: float = Field(5.0, ge=0)
+    repeats: int = Field(3, ge=1)
     prepare_workers: int = Field(2, ge=0)
     device: str | None = None
     dtype: str | None = None
@@ -171,11 +175,26 @@ async def _measure(loaded: Loaded, streams: int, cfg: ServeBenchConfig, side: in
     }
 
 
+def _median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated measurements: the median of every figure, the range of the speedup."""
+    row: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            row[key] = all(r[key] for r in runs) if isinstance(value, bool) else value
+        else:
+            row[key] = round(statistics.median(r[key] for r in runs), 2)
+    row["speedup_min"] = min(r["speedup"] for r in runs)
+    row["speedup_max"] = max(r["speedup"] for r in runs)
+    row["repeats"] = len(runs)
+    return row
+
+
 def run_bench(cfg: ServeBenchConfig, progress: Callable[[str, int, int], None] | None = None) -> Report:
     """Run the benchmark: one row per number of streams (see the module docstring)."""
     import torch
 
     dev, dt = pick_device(cfg.device, cfg.dtype)
+    cpu_attention_gqa(dev)
     model, tok, proc = build_model(
         cfg.arch, cfg.size, cfg.seed, dtype=dt, device=dev, tokens_per_frame=cfg.tokens_per_frame
     )
@@ -187,7 +206,8 @@ def run_bench(cfg: ServeBenchConfig, progress: Callable[[str, int, int], None] |
     for k, streams in enumerate(cfg.streams):
         if progress:
             progress("streams", k, len(cfg.streams))
-        row = asyncio.run(_measure(loaded, streams, cfg, side))
+        runs = [asyncio.run(_measure(loaded, streams, cfg, side)) for _ in range(cfg.repeats)]
+        row = _median_row(runs)
         row["tokens_per_frame"] = measured_tpf
         rows.append(row)
     if progress:

@@ -60,11 +60,13 @@ def serve(config: ServeConfig, announce: Callable[[str], None] = print) -> None:
 
     from agentkit.apps.serve.app import create_app, model_name_for
     from agentkit.apps.serve.service import StreamService
+    from agentkit.policies.vlm.batch import cpu_attention_gqa
 
     config.check()
     if config.threads:
         torch.set_num_threads(config.threads)
     loaded = load_model(config)
+    cpu_attention_gqa(loaded.adapter.device)
     name = config.served_model_name or model_name_for(loaded.source)
     service = StreamService(config, loaded, name)
     app = create_app(service)
