@@ -386,9 +386,12 @@ class DetectorNarrator(Policy):
             sentences.append(event_text(len(arrived), left_n, n_people)[:-1].rsplit(" (", 1)[0] + ".")
         for _tr in present:
             kinds.append("present")
-        if present:
-            who = "A person is" if len(present) == 1 else f"{len(present)} people are"
-            sentences.append(f"{who} in view.")
+        if len(present) == 1:
+            tr = present[0]
+            where = body_from_face(tr.box) if tr in face_present else tr.box  # a face is at the top of a person
+            sentences.append(f"A person is in view {place_word(*_center(where))}.")
+        elif present:
+            sentences.append(f"{len(present)} people are in view.")
         for ev in thing_events:
             kinds.append(ev.kind)
             sentences.append(thing_sentence(ev))
@@ -406,7 +409,10 @@ class DetectorNarrator(Policy):
             if departed:
                 meta["departed"] = [Box(*b, label="person").to_dict() for b in departed]
             body = " ".join(sentences)
-            text = f"{body[:-1]} ({count_text(n_people, len(things))})."
+            if set(kinds) == {"present"} and n_people == len(present) and not things:
+                text = body  # "A person is in view ..." already says how many
+            else:
+                text = f"{body[:-1]} ({count_text(n_people, len(things))})."
             return Decision.response(text, seq=frame.seq, pts=frame.pts, boxes=boxes, meta=meta, model_ms=_ms(t0))
         if cfg.narrate_motion and motion_event is not None:
             meta["event"] = f"motion_{motion_event}"

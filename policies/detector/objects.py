@@ -444,6 +444,7 @@ class ObjectTracker:
             return None
         t = best[1]
         t.lost_since = None
+        t.centers.clear()  # its path restarts here: no rest judged on a gap in the observations
         return t
 
     def _new_track(self, pts: float, blob: Blob) -> ObjectTrack | None:

@@ -151,3 +151,52 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["eval", "narration", str(tmp_path / "nope.jsonl"), "--labels", str(LABELS)])
     assert res.exit_code == 1
     assert "decisions file not found" in res.output and "Traceback" not in res.output
+
+
+# -- the general narrator's vocabulary: enter / leave / stop / start / count, slots per Response -----------
+
+
+def test_event_vocabulary_from_meta_events() -> None:
+    d = {"kind": "response", "text": "x", "meta": {"event": "change", "events": ["pass", "placed"]}}
+    t = event_types(d)
+    assert set(t) == {"enter", "leave", "count"}
+    assert t.slots == (frozenset({"enter"}), frozenset({"leave"}), frozenset({"count"}))  # type: ignore[attr-defined]
+    # a narrated arrival stands for the label types arrive or enter, in one slot
+    assert event_types({"meta": {"event": "arrive"}}).slots == (frozenset({"arrive", "enter"}),)  # type: ignore[attr-defined]
+    assert set(event_types({"text": "The red thing stopped in the centre."})) == {"stop"}
+    assert set(event_types({"text": "The red thing started moving up."})) == {"start"}
+    assert set(event_types({"text": "Something small was put down in the centre."})) == {"count"}
+
+
+def test_one_slot_matches_one_event() -> None:
+    arrive = ResponseRecord(10.2, event_types({"meta": {"events": ["arrive"]}}))
+    r = match_events([ev(10.0, "arrive"), ev(10.0, "enter")], [arrive])
+    assert len(r.matches) == 1 and r.recall == 0.5 and r.precision == 1.0
+    both = ResponseRecord(10.2, event_types({"meta": {"events": ["arrive", "arrive"]}}))  # two at once
+    assert match_events([ev(10.0, "enter"), ev(10.1, "enter")], [both]).recall == 1.0
+
+
+def test_maximum_matching_across_types() -> None:
+    # a pass (enter+leave) and a leave: the leave label must not steal the pass's only enter-capable slot
+    pas = ResponseRecord(5.0, event_types({"meta": {"events": ["pass"]}}))
+    leave = ResponseRecord(5.5, event_types({"meta": {"events": ["leave"]}}))
+    r = match_events([ev(4.5, "enter"), ev(5.0, "leave"), ev(5.2, "leave")], [pas, leave])
+    assert r.recall == 1.0 and r.precision == 1.0
+    # the old single-type case is unchanged: earliest fitting Response first
+    r = match_events([ev(10.0, "arrive"), ev(12.0, "arrive")], [resp(11.5, "arrive"), resp(14.5, "arrive")])
+    assert [round(m.delay, 1) for m in r.matches] == [1.5, 2.5]
+
+
+@pytest.mark.parametrize("name", ["one-by-one-person-detection", "bottle-detection", "yes"])
+def test_every_shipped_label_file_loads(name: str) -> None:
+    labels = load_labels(REPO / "configs" / "labels" / f"{name}.json")
+    assert labels.events and "CC BY 4.0" in labels.credit
+    times = [e.t for e in labels.events]
+    assert times == sorted(times)
+
+
+def test_bottle_labels_tell_seven_visits() -> None:
+    labels = load_labels(REPO / "configs" / "labels" / "bottle-detection.json")
+    kinds = [e.type for e in labels.events]
+    # visit 3 has two hands: 8 entries, 8 exits, 8 bottles taken or put back
+    assert kinds.count("enter") == 8 and kinds.count("leave") == 8 and kinds.count("count") == 8

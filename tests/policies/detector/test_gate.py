@@ -70,3 +70,69 @@ def test_changed_measure_and_config_errors(scene: np.ndarray) -> None:
         MotionGate(changed_fraction=0)
     with pytest.raises(ConfigError, match="bogus"):
         MotionGate(bogus=1)
+
+
+# -- NarratorGate: the general narrator's event cue -------------------------------------------------------
+
+
+class _ScriptedNarrator:
+    """Stands in for the narrator: Silence except Standby/Response on the listed frames."""
+
+    def __init__(self, kinds: dict[int, str]) -> None:
+        self.kinds = kinds
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def step(self, frame: Frame):
+        from agentkit.types import Decision
+
+        kind = self.kinds.get(frame.seq, "silence")
+        if kind == "response":
+            return Decision.response("Something came in.", meta={"events": ["enter"], "people": 0, "things": 1})
+        if kind == "standby":
+            return Decision.standby(meta={"people": 0, "things": 0})
+        return Decision.silence(meta={"people": 0, "things": 0})
+
+
+def test_narrator_gate_admits_events_holds_and_heartbeats(scene: np.ndarray) -> None:
+    from agentkit.policies.detector import NarratorGate
+
+    narrator = _ScriptedNarrator({10: "standby", 11: "standby", 12: "response"})
+    gate = NarratorGate(narrator=narrator, max_interval_s=2.0, hold_s=0.3)
+    admitted = [i for i in range(60) if gate.admit(_frame(scene, i / 10))]
+    # the first frame; the event (10-12) and up to 0.3 s after it; then a heartbeat every 2 s
+    assert admitted == [0, 10, 11, 12, 13, 14, 34, 54], admitted
+    frame = Frame(scene, t=1.2, pts=1.2, seq=12)
+    gate.reset()
+    gate.admit(frame)
+    assert frame.meta["detector"]["kind"] == "response" and frame.meta["detector"]["events"] == ["enter"]
+
+
+def test_narrator_gate_config_errors() -> None:
+    from agentkit.policies.detector import NarratorGate
+
+    with pytest.raises(ConfigError, match="hold_s"):
+        NarratorGate(narrator=_ScriptedNarrator({}), hold_s=-1)
+
+
+def test_make_gate_picks_by_policy() -> None:
+    from agentkit.policies.detector import MotionGate, NarratorGate, make_gate
+
+    assert isinstance(make_gate("detector"), MotionGate)
+    assert isinstance(make_gate("vlm"), NarratorGate)
+
+
+def test_narrator_gate_with_the_real_narrator_skips_an_empty_street() -> None:
+    """A plain static view with sensor noise: only the first frame and heartbeats get through."""
+    from agentkit.policies.detector import NarratorGate
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(60, 200, size=(180, 320, 3), dtype=np.uint8)
+    gate = NarratorGate()
+    admitted = 0
+    for i in range(100):
+        img = np.clip(base.astype(np.int16) + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8)
+        admitted += gate.admit(_frame(img, i / 10))
+    assert admitted <= 8, admitted  # 10 s: the first frame, a heartbeat every 2 s, the warm-up at most
