@@ -147,7 +147,7 @@ class DetectorConfig(PolicyConfig):
     busy_level: float = Field(0.25, gt=0.0, le=1.0)
     align_max_shift: float = Field(16.0, ge=0.0)
     faces: bool = True
-    face_every_s: float = Field(0.5, gt=0)
+    face_every_s: float = Field(1.0, gt=0)
     face_width: int = Field(256, ge=32, le=4096)
     face_min_size: int = Field(20, ge=8)
 
