@@ -13,7 +13,7 @@ import sys
 
 from agentkit.apps.cli.groups import app
 
-_AREAS = ("narrate", "detector", "vlm", "browser", "robot", "train", "info", "dashboard", "serve")
+_AREAS = ("narrate", "detector", "vlm", "browser", "robot", "train", "info", "dashboard", "serve", "adapt")
 
 for _area in _AREAS:
     try:
