@@ -137,6 +137,7 @@ class ObjectTrack:
     first_center: tuple[float, float]
     at_start: bool = False  # first seen at the very start of the stream
     max_area: float = 0.0  # largest box area (fraction of the frame)
+    max_thickness: float = 0.0  # largest min(width, height) its box had: a sliver stays thin
     colour: np.ndarray | None = None  # running median RGB of its foreground pixels
     centers: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=256))
     lost_since: float | None = None
@@ -227,6 +228,9 @@ class ObjectTracker:
         gone_s: a resting thing's place must look like the background behind it this long to be gone.
         busy_rate: learning rate of the map of how often each place is foreground ...
         busy_level: ... places above this level (flicker, swaying leaves) start no new things.
+        max_hold_s: person candidates defer a thing's narration at most this long in all (a hand holding a
+            bottle looks like a person to HOG again and again).
+        min_side: a thing narrower or shorter than this (normalized) is a sliver, not a thing.
         light_check: also drop a whole track whose box keeps the background's texture (a light change); off
             when the blobs already come without light changes (:attr:`.motion.MotionResult.solid`).
     """
@@ -250,6 +254,8 @@ class ObjectTracker:
         busy_rate: float = 0.02,
         busy_level: float = 0.25,
         light_check: bool = False,
+        max_hold_s: float = 1.5,
+        min_side: float = 0.03,
     ) -> None:
         self.merge_gap = merge_gap
         self.edge_margin = edge_margin
@@ -268,6 +274,8 @@ class ObjectTracker:
         self.busy_rate = busy_rate
         self.busy_level = busy_level
         self.light_check = light_check
+        self.max_hold_s = max_hold_s
+        self.min_side = min_side
         self.reset()
 
     def reset(self) -> None:
@@ -481,6 +489,7 @@ class ObjectTracker:
                 return
         t.box = blob.box
         t.max_area = max(t.max_area, _area(blob.box))
+        t.max_thickness = max(t.max_thickness, min(blob.box[2] - blob.box[0], blob.box[3] - blob.box[1]))
         if image is not None:
             col = median_colour(image, mask, blob.box)
             if col is not None:
@@ -512,7 +521,10 @@ class ObjectTracker:
             t.seen_s += dt
             if t.held:
                 t.held_s += dt
-            t.held = any(_inter(t.box, c) >= 0.5 * a or _iou(t.box, c) >= 0.3 for c in holds)
+            # held while a person candidate covers it, but not for ever: look-alikes come and go on a hand
+            t.held = t.held_s < self.max_hold_s and any(
+                _inter(t.box, c) >= 0.5 * a or _iou(t.box, c) >= 0.3 for c in holds
+            )
             if not t.claimed and any(_inter(t.box, c) >= 0.5 * a or _iou(t.box, c) >= 0.3 for c in claims):
                 t.claimed = True
 
@@ -579,6 +591,8 @@ class ObjectTracker:
         """Whether a not-yet-narrated track is a thing worth narrating (not noise, flicker or a piece)."""
         if t.max_area < self.min_area or pts - t.first_pts < self.min_life_s:
             return False
+        if t.max_thickness < self.min_side:
+            return False  # a sliver along an edge (a border flickering, a frame edge), not a thing
         if t.parent is not None:  # a piece of another thing: only once it went its own way
             return t.travel() >= self.min_travel
         return bool(t.entry) or t.travel() >= self.min_travel
@@ -677,6 +691,7 @@ class ObjectTracker:
         heir.first_center = t.first_center
         heir.first_pts = min(heir.first_pts, t.first_pts)
         heir.max_area = max(heir.max_area, t.max_area)
+        heir.max_thickness = max(heir.max_thickness, t.max_thickness)
         heir.parent, heir.attached = t.parent, False
         if heir.colour is None:
             heir.colour = t.colour
@@ -723,9 +738,14 @@ class ObjectTracker:
             self._inherit(heir, t)
             return []
         self._ghost_zones.append((_grow(t.rest_box, 0.01), pts + 3.0))
-        if t.claimed or not t.announced:
-            return []
         edges = touching_edges(t.rest_box, self.edge_margin)
+        if t.claimed:
+            return []
+        if not t.announced:
+            # it came in, stopped while a look-alike person candidate covered it, and went back out
+            if edges and t.entry and not t.light and not self._people_near and self._real(pts, t):
+                return [ObjectEvent("pass", t, tuple(edges))]
+            return []
         if edges:  # it reached in from an edge and went back out that way
             return [ObjectEvent("leave", t, tuple(edges))]
         if self._agent_near(t):
