@@ -405,9 +405,12 @@ class DetectorNarrator(Policy):
             else:
                 meta["event"] = kinds[0] if len(set(kinds)) == 1 else "change"
             meta["events"] = kinds
-            departed = [tr.box for tr in left + face_left]
+            departed = [Box(*tr.box, label="person") for tr in left + face_left]
+            departed += [Box(*ev.track.box, label="object") for ev in thing_events if ev.kind in ("leave", "pass")]
+            departed += [Box(*ch.box, label="object") for ch in changes if ch.kind == "removed"]
             if departed:
-                meta["departed"] = [Box(*b, label="person").to_dict() for b in departed]
+                meta["departed"] = [b.to_dict() for b in departed]
+            boxes += [Box(*ch.box, label="object") for ch in changes if ch.kind == "placed"]
             body = " ".join(sentences)
             if set(kinds) == {"present"} and n_people == len(present) and not things:
                 text = body  # "A person is in view ..." already says how many
