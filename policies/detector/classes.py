@@ -8,7 +8,8 @@ Only what was checked to run here without any download is used (see docs/detecto
   which HOG (trained on whole upright bodies) misses when only the upper body is in view.
 
 Rejected after trying them here: the cat-face cascades fire on a printed skull on a T-shirt (``yes.mkv``);
-the upper-body / full-body cascades found nothing on the sample clips; mediapipe's legacy solutions bundle
+the upper-body / full-body cascades fire on few of the frames with people (HOG does better) and cost
+40-155 ms a call; mediapipe's legacy solutions bundle
 face/hand/pose models only up to 0.10.21, which needs ``numpy<2`` and ``protobuf<5`` and pulls
 ``opencv-contrib-python`` (a second cv2), while newer wheels bundle no model at all.
 """
