@@ -231,6 +231,8 @@ class ObjectTracker:
         max_hold_s: person candidates defer a thing's narration at most this long in all (a hand holding a
             bottle looks like a person to HOG again and again).
         min_side: a thing narrower or shorter than this (normalized) is a sliver, not a thing.
+        forget_s: a still track that was never narrated is dropped after this long at rest (memory stays
+            bounded on a stream of hours).
         light_check: also drop a whole track whose box keeps the background's texture (a light change); off
             when the blobs already come without light changes (:attr:`.motion.MotionResult.solid`).
     """
@@ -256,6 +258,7 @@ class ObjectTracker:
         light_check: bool = False,
         max_hold_s: float = 1.5,
         min_side: float = 0.03,
+        forget_s: float = 10.0,
     ) -> None:
         self.merge_gap = merge_gap
         self.edge_margin = edge_margin
@@ -276,6 +279,7 @@ class ObjectTracker:
         self.light_check = light_check
         self.max_hold_s = max_hold_s
         self.min_side = min_side
+        self.forget_s = forget_s
         self.reset()
 
     def reset(self) -> None:
@@ -707,6 +711,9 @@ class ObjectTracker:
             kind = self._leftover_kind(t, gray, bg_gray)
             if kind is not None:
                 return self._leftover(pts, t, kind)
+        if not t.announced and t.rest_since is not None and pts - t.rest_since > self.forget_s:
+            self._remove(t)  # a still piece nobody narrated (noise, a leftover told by the scene reference)
+            return []
         if not t.announced and not quiet and not t.attached and t.entry and self._real(pts, t):
             t.announced = True  # it stopped while a person candidate covered it: now it is a thing
             return [ObjectEvent("arrive", t, where=t.rest_box)]

@@ -129,3 +129,10 @@ def test_looks_like_light() -> None:
     assert looks_like_light(tex * 0.7 + 10, tex)  # same texture, darker: a shadow
     assert not looks_like_light(np.full((20, 20), 30, np.float32) + rng.normal(0, 8, (20, 20)), tex)
     assert looks_like_light(np.full((20, 20), 200, np.float32), np.full((20, 20), 150, np.float32))  # flat wall
+
+
+def test_still_unnarrated_tracks_are_forgotten() -> None:
+    """A long stream must not pile up tracks: still blobs nobody narrated go after ``forget_s``."""
+    tr = ObjectTracker(forget_s=2.0)
+    _run(tr, lambda t: [((0.4, 0.4, 0.5, 0.5), RED)] if t > 1.0 else [], 6.0)
+    assert tr.tracks == []
