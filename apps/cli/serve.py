@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from agentkit.apps.cli.common import check_writable, fail, run_guarded
 from agentkit.apps.cli.groups import app, bench_app
+from agentkit.apps.cli.robot import _PASSWORD_FILE, _TLS_CA, _TLS_CERT, _TLS_KEY, _USERNAME, _mqtt_auth
 from agentkit.policies.vlm.architectures import ARCH_NAMES
 
 _ARCHS = ", ".join(ARCH_NAMES)
@@ -78,15 +80,33 @@ def serve_cmd(
     policy_arg: list[str] = typer.Option(
         None, "--policy-arg", "-a", help="KEY=VALUE for every stream's VLM policy (prompt, window_s...)."
     ),
+    mqtt: str = typer.Option(
+        None,
+        "--mqtt",
+        help="Instead of HTTP: be a worker of the stream pool on this broker (mqtt[s]://host:port; docs/scale-out.md).",
+    ),
+    worker_id: str = typer.Option(
+        None, "--worker-id", help="With --mqtt: this worker's id (default: --username, else HOST-PID)."
+    ),
+    rebuild_frames: int = typer.Option(4, "--rebuild-frames", help="With --mqtt: frames replayed on a takeover."),
+    username: str | None = _USERNAME,
+    password_file: Path | None = _PASSWORD_FILE,
+    tls_ca: Path | None = _TLS_CA,
+    tls_cert: Path | None = _TLS_CERT,
+    tls_key: Path | None = _TLS_KEY,
 ) -> None:
-    """Serve the streaming engine: OpenAI chat completions + WebSocket, one KV cache per stream."""
+    """Serve the streaming engine: OpenAI chat completions + WebSocket, one KV cache per stream.
+
+    With --mqtt: a worker of a pool sharing the streams of an MQTT broker (no HTTP listener).
+    """
 
     def run() -> int:
         from agentkit.apps.cli.narrate import parse_key_values
         from agentkit.apps.serve.config import ServeConfig
         from agentkit.config import validate
 
-        _require_serve_extra()
+        if mqtt is None:
+            _require_serve_extra()
         _passive_omp_threads()
         config = validate(
             ServeConfig,
@@ -117,16 +137,40 @@ def serve_cmd(
         ).check()
         from transformers.utils import logging as hf_logging
 
-        from agentkit.apps.serve.server import serve
-
         hf_logging.disable_progress_bar()
 
         def announce(line: str) -> None:
             typer.echo(line)
             sys.stdout.flush()
 
+        if mqtt is not None:
+            _run_mqtt_worker(config, announce)
+            return 0
+        from agentkit.apps.serve.server import serve
+
         serve(config, announce=announce)
         return 0
+
+    def _run_mqtt_worker(config: Any, announce: Any) -> None:
+        import re
+        import socket
+
+        from agentkit.apps.serve.mqtt_worker import MqttWorkerConfig, run_worker
+        from agentkit.config import validate
+
+        try:
+            import aiomqtt  # noqa: F401
+        except ImportError:
+            fail("agentkit serve --mqtt needs aiomqtt: pip install 'agentkit[mqtt]'")
+        auth = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
+        host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:48] or "worker"
+        default_id = username or f"{host}-{os.getpid()}"
+        worker_config = validate(
+            MqttWorkerConfig,
+            {"broker": mqtt, "worker_id": worker_id or default_id, "rebuild_frames": rebuild_frames},
+            where="serve --mqtt",
+        )
+        run_worker(config, worker_config, auth, announce=announce)
 
     run_guarded(run)
 
