@@ -9,6 +9,8 @@ Why: "adaptation fits where inference fits" is a claim about peak resident memor
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import resource
 import sys
 from pathlib import Path
@@ -57,4 +59,19 @@ def reset_peak() -> bool:
     return True
 
 
-__all__ = ["lifetime_peak_mb", "peak_mb", "reset_peak", "rss_mb"]
+def release() -> bool:
+    """Collect garbage and hand freed heap memory back to the system (glibc ``malloc_trim``).
+
+    Why: glibc raises its mmap threshold after large frees, so the float weights a conversion (quantisation)
+    freed stay in the heap and in RSS; a device would not keep them. ``False`` where glibc is not the
+    allocator (nothing is trimmed then).
+    """
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.malloc_trim(0))
+
+
+__all__ = ["lifetime_peak_mb", "peak_mb", "release", "reset_peak", "rss_mb"]

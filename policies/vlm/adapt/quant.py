@@ -150,10 +150,28 @@ def _linears(model: nn.Module, skip: tuple[str, ...]) -> Iterator[tuple[str, nn.
             yield name, module
 
 
+def own_storage(model: nn.Module) -> None:
+    """Give every parameter and buffer of ``model`` its own memory (a copy).
+
+    Why: ``from_pretrained`` may map a checkpoint's float32 tensors straight from the file; any tensor still
+    viewing that mapping (an embedding, a norm, a bias) keeps the whole file mapped and its touched pages
+    resident, so the float weights that quantisation replaced would still count in memory.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            for _, p in module.named_parameters(recurse=False):
+                p.data = p.data.clone()
+            for name, b in list(module.named_buffers(recurse=False)):
+                if b is not None and not isinstance(module, QuantLinear):  # its integers are new already
+                    setattr(module, name, b.clone())
+
+
 def quantize_model(model: nn.Module, bits: int = 8, skip: tuple[str, ...] = SKIP) -> QuantSummary:
     """Replace every ``nn.Linear`` of ``model`` (except ``skip`` names) by a :class:`QuantLinear`, in place.
 
-    Layers are converted one at a time, so the float weights are freed as the integers are made.
+    Layers are converted one at a time, so the float weights are freed as the integers are made; then the
+    remaining tensors get their own memory (:func:`own_storage`), so nothing keeps the checkpoint file mapped.
+    (Freed heap memory returns to the system with :func:`agentkit.policies.vlm.adapt.memory.release`.)
 
     Raises:
         ValueError: ``bits`` is not 8 or 4.
@@ -170,6 +188,7 @@ def quantize_model(model: nn.Module, bits: int = 8, skip: tuple[str, ...] = SKIP
         fbytes += lin.weight.numel() * lin.weight.element_size()
         qbytes += q.qweight.numel() + q.scale.numel() * q.scale.element_size()
         del lin
+    own_storage(model)
     return QuantSummary(bits, layers, weights, fbytes, qbytes)
 
 
@@ -193,6 +212,7 @@ __all__ = [
     "QuantLinear",
     "QuantSummary",
     "dequantize_model",
+    "own_storage",
     "quant_layers",
     "quantize_model",
     "quantize_weight",

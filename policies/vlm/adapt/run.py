@@ -125,9 +125,11 @@ def load_model(cfg: AdaptConfig) -> tuple[Any, Any]:
     loaded = load(cfg.model, dtype="float32")
     summary = None
     if cfg.method == "qzo":
+        from agentkit.policies.vlm.adapt.memory import release
         from agentkit.policies.vlm.adapt.quant import quantize_model
 
         summary = quantize_model(loaded.adapter.model, cfg.bits)
+        release()
     return loaded, summary
 
 

@@ -103,6 +103,12 @@ def test_qzo_adapts_saves_and_loads_back_through_the_engine(checkpoint: Path, da
 
 
 def test_mezo_run_writes_log_summary_and_a_checkpoint(checkpoint: Path, dataset: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    def digest() -> str:  # float32 weights may be mapped from the file: in-place steps must never write it
+        return hashlib.sha256((checkpoint / "model.safetensors").read_bytes()).hexdigest()
+
+    source = digest()
     out = tmp_path / "mezo"
     s = adapt(AdaptConfig(model=str(checkpoint), data=dataset, out=out, method="mezo", steps=3, lr=1e-3, **FAST))
     assert s["steps"] == 3 and s["trainable_values"] == s["model_values"] and s["steps_per_s"] > 0
@@ -112,6 +118,7 @@ def test_mezo_run_writes_log_summary_and_a_checkpoint(checkpoint: Path, dataset:
     assert summary["config"]["method"] == "mezo"
     rows = [json.loads(x) for x in (out / "adaptation" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3] and all("seed" in r and "grad" in r for r in rows)
+    assert digest() == source
 
 
 def test_cli_adapt_from_recordings_and_one_line_errors(checkpoint: Path, recordings: Path, tmp_path: Path) -> None:
