@@ -29,6 +29,7 @@ def data_export(
     test_fraction: float = typer.Option(0.1, help="share of episodes held out (stable hash of the episode id)"),
     keep_text: bool = typer.Option(False, help="keep a Response's free text before its tool calls"),
     domain: str | None = typer.Option(None, help="gui | robot | narration (default: from each meta.json)"),
+    prompt_style: str = typer.Option("full", help="tools in the system prompt: full (JSON schemas) | compact"),
     force: bool = typer.Option(False, help="replace an earlier export in --out"),
 ) -> None:
     """Turn recordings into a Streamo dataset: dialogues.parquet (+ .jsonl), frames/, stats.json, datasheet.md."""
@@ -55,6 +56,7 @@ def data_export(
                 test_fraction=test_fraction,
                 keep_text=keep_text,
                 domain=domain,
+                prompt_style=prompt_style,
                 force=force,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
             )

@@ -24,9 +24,9 @@ from agentkit.tools.gui import GUI_TOOLS
 GUI_TOOL_NAMES = tuple(cls.name for cls in GUI_TOOLS)
 
 
-def gui_system_prompt() -> str:
+def gui_system_prompt(style: str = "full") -> str:
     """The system prompt: the decision protocol, the coordinate convention and the GUI tools' schemas."""
-    return TOOL_PROMPTS["gui"].system()
+    return TOOL_PROMPTS["gui"].system(style)
 
 
 class GuiVLMConfig(ToolVLMConfig):
@@ -58,5 +58,5 @@ class GuiVLMPolicy(ToolVLMPolicy):
     shipped = "gui"
 
     @classmethod
-    def system_prompt(cls) -> str:
-        return gui_system_prompt()
+    def system_prompt(cls, style: str = "full") -> str:
+        return gui_system_prompt(style)

@@ -28,9 +28,9 @@ ROBOT_TOOL_NAMES = tuple(cls.name for cls in ROBOT_TOOLS)
 PLAN_TOOLS = frozenset({"pick", "place", "push"})  # a Response with these moved something: the task began
 
 
-def robot_system_prompt() -> str:
+def robot_system_prompt(style: str = "full") -> str:
     """The system prompt: the Streamo protocol, the coordinate convention and the robot tools' schemas."""
-    return TOOL_PROMPTS["robot"].system()
+    return TOOL_PROMPTS["robot"].system(style)
 
 
 class FetchVLMConfig(ToolVLMConfig):
@@ -75,8 +75,8 @@ class FetchVLMPolicy(ToolVLMPolicy):
         self._reset_plan()
 
     @classmethod
-    def system_prompt(cls) -> str:
-        return robot_system_prompt()
+    def system_prompt(cls, style: str = "full") -> str:
+        return robot_system_prompt(style)
 
     @property
     def done(self) -> bool:

@@ -15,7 +15,8 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from agentkit.policies.vlm.config import VLMOptions, split_model_argument
 from agentkit.policies.vlm.loading import Loaded
@@ -23,19 +24,34 @@ from agentkit.policy import Policy
 from agentkit.tooling import Tool
 from agentkit.types import Decision, Frame
 
+PROMPT_STYLES = ("full", "compact")
+"""How the tools are described in the system prompt: ``full`` (their JSON schemas, for a model that reads
+schemas, such as a pretrained instruct model) or ``compact`` (one line per tool: name, arguments and what
+it does; ~10x fewer tokens, for a model trained on this prompt, such as the shipped checkpoints)."""
 
-def tool_system_prompt(role: str, observation: str, tools: Iterable[type[Tool]]) -> str:
-    """The system prompt: the decision protocol, the coordinate convention and the tools' JSON schemas.
+
+def tool_system_prompt(role: str, observation: str, tools: Iterable[type[Tool]], style: str = "full") -> str:
+    """The system prompt: the decision protocol, the coordinate convention and the tools (``style``:
+    :data:`PROMPT_STYLES`).
 
     ``role`` says what the model does; ``observation`` names what it sees ("frame", "screenshot").
     """
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt style must be one of {', '.join(PROMPT_STYLES)}, got {style!r}")
     schemas = [cls.schema() for cls in tools]
-    return (
+    head = (
         f"{role} After every {observation} answer with one state: silence, standby, or response followed by "
         f"tool calls. Points are [x, y] on the {observation}, normalized to 0-1 from the top-left corner. "
         'Call tools as <tool_call>{"name": ..., "arguments": {...}}</tool_call>. Tools:\n'
-        + "\n".join(json.dumps(s, separators=(",", ":")) for s in schemas)
     )
+    if style == "compact":
+        lines = []
+        for s in schemas:
+            fn = s["function"]
+            args = ", ".join(fn.get("parameters", {}).get("properties", {}))
+            lines.append(f"{fn['name']}({args}): {fn.get('description', '')}")
+        return head + "\n".join(lines)
+    return head + "\n".join(json.dumps(s, separators=(",", ":")) for s in schemas)
 
 
 @dataclass(frozen=True)
@@ -65,9 +81,9 @@ class ToolPrompt:
         module, _, attr = self.tools.partition(":")
         return tuple(getattr(importlib.import_module(module), attr))
 
-    def system(self) -> str:
+    def system(self, style: str = "full") -> str:
         """The system prompt (:func:`tool_system_prompt` of the role, observation and tools)."""
-        return tool_system_prompt(self.role, self.observation, self.tool_classes())
+        return tool_system_prompt(self.role, self.observation, self.tool_classes(), style)
 
 
 TOOL_PROMPTS: dict[str, ToolPrompt] = {
@@ -90,13 +106,29 @@ TOOL_PROMPTS: dict[str, ToolPrompt] = {
 class ToolVLMConfig(VLMOptions):
     """Settings of a tool-calling VLM policy: the engine's options and the task.
 
-    The system prompt is the policy's own (its tools' schemas), so it is not an option.
+    The system prompt is the policy's own (its tools), so it is not an option; only how the tools are
+    described is.
 
     Attributes:
         task: the instruction the stream starts with (the first user turn); ``instruct`` adds new ones.
+        prompt_style: ``full`` (the tools' JSON schemas), ``compact`` (one line per tool), or ``auto``: what
+            the checkpoint was trained with (``prompt_style`` in its ``agentkit_vlm.json``), else ``full``.
     """
 
     task: str = ""
+    prompt_style: Literal["auto", "full", "compact"] = "auto"
+
+
+def checkpoint_prompt_style(path: str | os.PathLike[str] | None) -> str:
+    """The prompt style a checkpoint folder was trained with (``agentkit_vlm.json``), else ``full``."""
+    if path is None:
+        return "full"
+    info = Path(path) / "agentkit_vlm.json"
+    try:
+        style = json.loads(info.read_text()).get("prompt_style", "full") if info.is_file() else "full"
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return "full"
+    return style if style in PROMPT_STYLES else "full"
 
 
 class ToolVLMPolicy(Policy):
@@ -137,13 +169,17 @@ class ToolVLMPolicy(Policy):
             from agentkit.policies.vlm.checkpoints import shipped_checkpoint
 
             engine["model"] = str(shipped_checkpoint(self.shipped))
-        engine.update(prompt=self.system_prompt(), instruction=self.config.task or self.idle_instruction)
+        style = self.config.prompt_style
+        if style == "auto":
+            style = checkpoint_prompt_style(engine["model"] or (loaded.source if loaded is not None else None))
+        self.prompt_style = style
+        engine.update(prompt=self.system_prompt(style), instruction=self.config.task or self.idle_instruction)
         self.vlm = VLMPolicy(engine, loaded=loaded, on_token=on_token)
 
     @classmethod
     @abc.abstractmethod
-    def system_prompt(cls) -> str:
-        """The system prompt: the decision protocol, the coordinate convention and the tools' schemas."""
+    def system_prompt(cls, style: str = "full") -> str:
+        """The system prompt: the decision protocol, the coordinate convention and the tools."""
 
     def reset(self) -> None:
         self.vlm.reset()

@@ -43,7 +43,7 @@ from typing import Any
 from agentkit.errors import ConfigError
 from agentkit.parsing import format_tool_call
 from agentkit.policies.vlm.config import DEFAULT_INSTRUCTION, DEFAULT_SYSTEM
-from agentkit.policies.vlm.tool_policy import TOOL_PROMPTS
+from agentkit.policies.vlm.tool_policy import PROMPT_STYLES, TOOL_PROMPTS
 from agentkit.sinks import read_jsonl
 from agentkit.types import ToolCall
 
@@ -123,14 +123,23 @@ class Dialogue:
         )
 
 
-def prompt_for(domain: str) -> tuple[str, str]:
-    """``(system prompt, first instruction)`` the run-time policy of ``domain`` sends."""
+def prompt_for(domain: str, style: str = "full") -> tuple[str, str]:
+    """``(system prompt, first instruction)`` the run-time policy of ``domain`` sends (``style``: how its
+    tools are described, :data:`~agentkit.policies.vlm.tool_policy.PROMPT_STYLES`)."""
     if domain in TOOL_PROMPTS:
         p = TOOL_PROMPTS[domain]
-        return p.system(), p.instruction
+        return p.system(style), p.instruction
     if domain == "narration":
         return DEFAULT_SYSTEM, DEFAULT_INSTRUCTION
     raise ConfigError(f"unknown domain {domain!r}; known: {', '.join(DOMAINS)}")
+
+
+def prompt_style_of(dialogue: Dialogue) -> str | None:
+    """The prompt style a dialogue was exported with (``None``: neither, e.g. narration)."""
+    for style in PROMPT_STYLES:
+        if dialogue.domain in TOOL_PROMPTS and dialogue.system == TOOL_PROMPTS[dialogue.domain].system(style):
+            return style
+    return None
 
 
 def answer_text(decision: dict[str, Any], keep_text: bool = False) -> str:
@@ -275,6 +284,7 @@ def dialogue_from_recording(
     max_turns: int = 32,
     test_fraction: float = 0.1,
     keep_text: bool = False,
+    prompt_style: str = "full",
 ) -> Dialogue | None:
     """One dialogue from a recording, its frames written under ``out/frames/<id>/`` (``None``: no frames)."""
     import cv2
@@ -284,7 +294,7 @@ def dialogue_from_recording(
     kept = [i for i in kept if i in images]  # a truncated video ends the dialogue at its last good frame
     if not kept:
         return None
-    system, instruction = prompt_for(rec.domain)
+    system, instruction = prompt_for(rec.domain, prompt_style)
     fdir = out / "frames" / dialogue_id
     fdir.mkdir(parents=True, exist_ok=True)
     turns = []
@@ -329,6 +339,7 @@ def export(
     test_fraction: float = 0.1,
     keep_text: bool = False,
     domain: str | None = None,
+    prompt_style: str = "full",
     force: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -342,6 +353,8 @@ def export(
         test_fraction: share of episodes held out (chosen by a hash of the episode id, so stable).
         keep_text: keep a Response's free text before its tool calls.
         domain: ``gui`` / ``robot`` / ``narration`` for every recording (default: from each ``meta.json``).
+        prompt_style: how the tools are described in the system prompt (``full`` JSON schemas, ``compact``
+            one line per tool); the trained checkpoint records it and the run-time policy sends the same.
         force: replace an earlier export in ``out``.
         on_progress: called with (done, total) after each recording.
 
@@ -361,6 +374,8 @@ def export(
         raise ConfigError(f"max_turns={max_turns}: must be at least 1")
     if domain is not None and domain not in DOMAINS:
         raise ConfigError(f"domain={domain!r}: must be one of {', '.join(DOMAINS)}")
+    if prompt_style not in PROMPT_STYLES:
+        raise ConfigError(f"prompt_style={prompt_style!r}: must be one of {', '.join(PROMPT_STYLES)}")
     dirs = find_recordings(recordings)
     if not dirs:
         raise ConfigError(f"no recordings (folders with decisions.jsonl) in {', '.join(map(str, recordings))}")
@@ -374,7 +389,14 @@ def export(
         ids[rec_dir.name] += 1
         did = rec_dir.name if ids[rec_dir.name] == 1 else f"{rec_dir.name}-{ids[rec_dir.name]}"
         dlg = dialogue_from_recording(
-            rec, out, did, fps=fps, max_turns=max_turns, test_fraction=test_fraction, keep_text=keep_text
+            rec,
+            out,
+            did,
+            fps=fps,
+            max_turns=max_turns,
+            test_fraction=test_fraction,
+            keep_text=keep_text,
+            prompt_style=prompt_style,
         )
         if dlg is None:
             skipped.append(str(rec_dir))
@@ -396,6 +418,7 @@ def export(
         "max_turns": max_turns,
         "test_fraction": test_fraction,
         "keep_text": keep_text,
+        "prompt_style": prompt_style,
         "point_format": POINT_FORMAT,
         "skipped": skipped,
     }
@@ -467,6 +490,7 @@ def datasheet(st: dict[str, Any]) -> str:
         f"- frames kept per second of stream time: {ex.get('fps') or 'all'}; "
         f"longest dialogue: {ex.get('max_turns')} turns",
         f"- held out: {ex.get('test_fraction')} of the episodes (by a hash of the episode id)",
+        f"- system prompt: the run-time policy's, tools described `{ex.get('prompt_style', 'full')}`",
         f"- domains: {', '.join(f'{k} ({v})' for k, v in st['domains'].items())}",
         "- labels: the experts' own states (Fetch: Response on the frame a plan is made, Standby while the robot",
         "  runs it, Silence when done; MiniWoB++ oracle: Response on every frame of a turn-based episode;",

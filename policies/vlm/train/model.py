@@ -22,6 +22,19 @@ from agentkit.policies.vlm.architectures import arch_of, get_arch
 
 PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "tiny": {},  # the builder's own tiny config (tests), for every architecture
+    "mini": {
+        "qwen2_vl": {
+            "text": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2),
+            "vision": dict(depth=3, embed_dim=64, num_heads=4, mlp_ratio=3),
+        },
+        "smolvlm": {
+            "text": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2),
+            "vision": dict(hidden_size=64, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
+                           image_size=192, patch_size=16),
+        },
+    },
     "small": {
         "qwen2_vl": {
             "text": dict(hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
@@ -49,9 +62,10 @@ PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
         },
     },
 }  # fmt: skip
-"""From-scratch sizes per architecture: ``tiny`` (the builder's, any architecture, for tests), ``small``
-(~2.5 M parameters) and ``base`` (~6 M) for ``qwen2_vl`` and ``smolvlm``. SmolVLM at ``small``: 192 px
-frames, 16 px patches, pixel shuffle 2 -> 36 tokens per frame; ``base``: 224 px, 14 px -> 64 tokens."""
+"""From-scratch sizes per architecture: ``tiny`` (the builder's, any architecture, for tests), ``mini``
+(~1 M parameters), ``small`` (~2.5 M) and ``base`` (~6 M) for ``qwen2_vl`` and ``smolvlm``. SmolVLM at
+``mini`` and ``small``: 192 px frames, 16 px patches, pixel shuffle 2 -> 36 tokens per frame (``image_size``
+changes it); ``base``: 224 px, 14 px -> 64 tokens."""
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The language model's projections that get LoRA adapters (the vision tower's are named differently)."""
 LORA_ABOVE = 300_000_000

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentkit.errors import ConfigError
 from agentkit.policies.vlm.decide import STATE_TOKEN_SETS
-from agentkit.policies.vlm.train.dataset import STATES, Dialogue, load_dialogues
+from agentkit.policies.vlm.train.dataset import STATES, Dialogue, load_dialogues, prompt_style_of
 from agentkit.policies.vlm.train.loss import StateLoss
 
 
@@ -438,7 +438,12 @@ def train(cfg: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None = No
         "config": cfg.model_dump(mode="json"),
         "final_eval": final,
     }
-    meta = {"training": {k: summary[k] for k in ("steps", "seconds", "samples_per_s", "parameters", "lora")}}
+    meta: dict[str, Any] = {
+        "training": {k: summary[k] for k in ("steps", "seconds", "samples_per_s", "parameters", "lora")}
+    }
+    styles = {prompt_style_of(d) for d in run.train_set}
+    if len(styles) == 1 and None not in styles:  # the tool policies send the same prompt at run time
+        meta["prompt_style"] = styles.pop()
     save(run.t, cfg.out, dtype=cfg.save_dtype, meta=meta)
     (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -77,11 +77,11 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def robot_dataset(recordings: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The robot recordings exported (a quarter held out)."""
+    """The robot recordings exported (a quarter held out), tools described compactly (as the shipped ones)."""
     pytest.importorskip("pyarrow")
     pytest.importorskip("datasets")
     from agentkit.policies.vlm.train.dataset import export
 
     out = tmp_path_factory.mktemp("ds") / "robot"
-    export([recordings / "fetch", recordings / "live"], out, test_fraction=0.25)
+    export([recordings / "fetch", recordings / "live"], out, test_fraction=0.25, prompt_style="compact")
     return out

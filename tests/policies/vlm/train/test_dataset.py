@@ -78,6 +78,12 @@ def test_export_writes_dialogues_frames_and_a_datasheet(recordings: Path, tmp_pa
     gui = by_id["click-test-3000"]
     assert gui.domain == "gui" and gui.task == "click-test" and gui.turns[0].question == "Click the button."
     assert (gui.system, gui.instruction) == prompt_for("gui")
+    assert "Tools:\n{" in gui.system  # full: the tools' JSON schemas (the default)
+    compact = export([recordings / "gui"], tmp_path / "compact", prompt_style="compact")
+    assert compact["export"]["prompt_style"] == "compact"
+    small = load_dialogues(tmp_path / "compact")[0].system
+    assert small == prompt_for("gui", "compact")[0] and "click(point, button, hold):" in small
+    assert len(small) < len(gui.system) / 4
     assert all((out / t.frame).exists() for d in ds for t in d.turns)
     assert st["states"]["response"] == 8 * 2 + 2 * 2 + 3 and st["tasks"]["click-test"]["episodes"] == 3
     assert st["calls"]["pick"] == 10

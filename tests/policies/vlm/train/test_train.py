@@ -43,6 +43,7 @@ def test_a_trained_checkpoint_is_a_complete_folder(trained: tuple[Path, dict]) -
     assert final["responses"]["n"] > 0 and final["dialogues"] == summary["test_dialogues"]
     meta = json.loads((out / "agentkit_vlm.json").read_text())
     assert meta["trained"] and meta["arch"] == "qwen2_vl" and meta["dtype"] == "float16"
+    assert meta["prompt_style"] == "compact"  # what the data was exported with
     rows = [json.loads(x) for x in (out / "training" / "eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
 
@@ -52,8 +53,12 @@ def test_the_engine_loads_and_streams_it_with_its_cache(trained: tuple[Path, dic
     from agentkit.policies.vlm.verify import stream_and_compare
 
     out, _ = trained
+    from agentkit.policies.robot.vlm import robot_system_prompt
+
     policy = FetchVLMPolicy(model=str(out), max_new_tokens=6)
     assert policy.vlm.decision_cfg.mode == "tokens"  # it has the state tokens: no zero-shot probe
+    assert policy.prompt_style == "compact" and policy.vlm.prompt == robot_system_prompt("compact")
+    assert FetchVLMPolicy(model=str(out), prompt_style="full").vlm.prompt == robot_system_prompt("full")
     sizes = []
     for i in range(3):
         d = policy.step(Frame(np.full((96, 128, 3), 60 * i, np.uint8), t=float(i), pts=float(i), seq=i))
