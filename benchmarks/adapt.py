@@ -273,11 +273,11 @@ def measure_mode(mode: Mode, cfg: AdaptBenchConfig, model: str, data: Path) -> d
 
 def bench(cfg: AdaptBenchConfig, on_row: Any = None) -> Report:
     """Measure every mode of ``cfg`` (one process each) and return the report."""
-    from agentkit.policies.vlm.adapt.run import dataset_dir
+    from agentkit.policies.vlm.adapt.run import dataset_dir, source_meta
 
     scratch = Path(tempfile.mkdtemp(prefix="agentkit-bench-adapt-"))
     try:
-        data = dataset_dir(cfg.data, scratch, 0.1)
+        data = dataset_dir(cfg.data, scratch, 0.1, str(source_meta(cfg.model).get("prompt_style") or "full"))
         model = cfg.model
         if cfg.text_size:
             model = str(scaled_checkpoint(cfg.model, scratch / "scaled", cfg.text_size, cfg.seed))

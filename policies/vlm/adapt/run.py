@@ -101,20 +101,43 @@ class AdaptConfig(BaseModel):
     progress: bool = True
 
 
-def dataset_dir(data: Path, scratch: Path, test_fraction: float) -> Path:
-    """``data`` when it is an exported dataset, else its recordings exported into ``scratch``.
+def source_meta(model: str) -> dict[str, Any]:
+    """The checkpoint's ``agentkit_vlm.json`` (``{}`` when it has none or it cannot be read)."""
+    path = Path(model).expanduser() / "agentkit_vlm.json"
+    try:
+        meta = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def dataset_dir(data: Path, scratch: Path, test_fraction: float, prompt_style: str = "full") -> Path:
+    """``data`` when it is an exported dataset, else its recordings exported into ``scratch`` with the
+    checkpoint's ``prompt_style`` (how its system prompt describes the tools).
 
     Raises:
-        ConfigError: ``data`` is neither.
+        ConfigError: ``data`` is neither, or it was exported with another prompt style than the checkpoint's
+            (the model would be adapted to a prompt it never gets at run time).
     """
     if (data / "dialogues.parquet").exists():
+        try:
+            exported = json.loads((data / "stats.json").read_text()).get("export", {})
+        except (OSError, json.JSONDecodeError):
+            exported = {}
+        style = exported.get("prompt_style", "full")
+        if style != prompt_style:
+            raise ConfigError(
+                f"{data} was exported with prompt_style={style!r} but the checkpoint was trained with "
+                f"{prompt_style!r}: export the recordings again with --prompt-style {prompt_style}"
+            )
         return data
     from agentkit.policies.vlm.train.dataset import export, find_recordings
 
     if not data.exists() or not find_recordings([data]):
         raise ConfigError(f"{data} is neither an exported dataset (dialogues.parquet) nor a folder of recordings")
     out = scratch / "data"
-    export([data], out, test_fraction=test_fraction)
+    kw: dict[str, Any] = {"prompt_style": prompt_style} if prompt_style != "full" else {}
+    export([data], out, test_fraction=test_fraction, **kw)
     return out
 
 
@@ -184,7 +207,8 @@ def adapt(cfg: AdaptConfig, on_log: Callable[[dict[str, Any]], None] | None = No
         raise ConfigError("--out must differ from --model (the starting checkpoint is kept)")
     scratch = Path(tempfile.mkdtemp(prefix="agentkit-adapt-"))
     try:
-        data = dataset_dir(cfg.data, scratch, cfg.test_fraction)
+        src_meta = source_meta(cfg.model)
+        data = dataset_dir(cfg.data, scratch, cfg.test_fraction, str(src_meta.get("prompt_style") or "full"))
         train_set = load_dialogues(data, "train")
         test_set = load_dialogues(data, "test")
         if not train_set:
@@ -297,9 +321,10 @@ def adapt(cfg: AdaptConfig, on_log: Callable[[dict[str, Any]], None] | None = No
 
             dequantize_model(adapter.model)
         t = Trainable(loaded.arch, adapter.model, adapter.tokenizer, adapter.image_processor, adapter, cfg.model)
-        meta = {
-            "adaptation": {k: summary[k] for k in ("method", "bits", "model", "steps", "seconds", "trainable_values")}
-        }
+        # what the source checkpoint says of itself (prompt style, training) stays true of the adapted one
+        meta = {k: v for k, v in src_meta.items() if k not in ("arch", "random_weights", "trained", "source", "dtype")}
+        keys = ("method", "bits", "model", "steps", "seconds", "trainable_values")
+        meta["adaptation"] = {k: summary[k] for k in keys}
         save(t, cfg.out, dtype=cfg.save_dtype, meta=meta)
         (log_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
         return summary
@@ -340,4 +365,4 @@ class _Progress:
         self.bar.stop()
 
 
-__all__ = ["AdaptConfig", "Method", "adapt", "dataset_dir", "load_model", "trainable"]
+__all__ = ["AdaptConfig", "Method", "adapt", "dataset_dir", "load_model", "source_meta", "trainable"]

@@ -138,3 +138,22 @@ def test_cli_adapt_from_recordings_and_one_line_errors(checkpoint: Path, recordi
     assert same.exit_code == 1 and "--out must differ" in same.output
     nodata = runner.invoke(app, ["adapt", "--model", str(checkpoint), "--data", str(tmp_path), "--out", str(out)])
     assert nodata.exit_code == 1 and "neither an exported dataset" in nodata.output
+
+
+def test_the_source_checkpoints_own_facts_carry_over(checkpoint: Path, dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from agentkit.errors import ConfigError
+
+    src = tmp_path / "src"
+    shutil.copytree(checkpoint, src)
+    meta = json.loads((src / "agentkit_vlm.json").read_text())
+    (src / "agentkit_vlm.json").write_text(json.dumps({**meta, "prompt_style": "full", "training": {"steps": 7}}))
+    out = tmp_path / "out"
+    adapt(AdaptConfig(model=str(src), data=dataset, out=out, steps=1, final_eval=False, **FAST))
+    got = json.loads((out / "agentkit_vlm.json").read_text())
+    assert got["prompt_style"] == "full" and got["training"] == {"steps": 7} and got["source"] == str(src)
+    assert got["adaptation"]["method"] == "mezo" and got["dtype"] == "float32"
+    (src / "agentkit_vlm.json").write_text(json.dumps({**meta, "prompt_style": "compact"}))
+    with pytest.raises(ConfigError, match="prompt_style='full' but the checkpoint was trained with 'compact'"):
+        adapt(AdaptConfig(model=str(src), data=dataset, out=tmp_path / "x", steps=1, **FAST))
