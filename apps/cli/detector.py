@@ -38,7 +38,7 @@ def _print_match(result: object, title: str) -> None:
     mean = "n/a" if result.mean_delay is None else f"{result.mean_delay:+.2f} s"
     worst = "n/a" if result.max_delay is None else f"{result.max_delay:+.2f} s"
     console.print(
-        f"precision {result.precision:.3f} ({len(result.matches)}/{len(result.responses)} Responses)  "
+        f"precision {result.precision:.3f} ({result.matched_responses}/{len(result.responses)} Responses)  "
         f"recall {result.recall:.3f} ({len(result.matches)}/{len(result.events)} events)  "
         f"mean delay {mean}  max delay {worst}  (window -{result.early:g} s .. +{result.tolerance:g} s)"
     )
