@@ -30,7 +30,11 @@ def narrate(
     policy_arg: list[str] = typer.Option(
         None, "--policy-arg", "-a", help="KEY=VALUE for the policy's constructor (repeatable; VALUE is YAML)."
     ),
-    gate: bool = typer.Option(None, "--gate/--no-gate", help="Gate in front of the policy: a motion gate for the detector; the detector narrator's event cue in front of a model."),
+    gate: bool = typer.Option(
+        None,
+        "--gate/--no-gate",
+        help="Gate in front of the policy: motion for the detector, the narrator's event cue for a model.",
+    ),
     record: bool = typer.Option(None, "--record/--no-record", help="Also save frames.mp4 for replay."),
     max_frames: int = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
     duration: float = typer.Option(None, "--duration", help="Stop after this many seconds of wall clock."),
