@@ -9,6 +9,7 @@ Frames are fed as images: one frame = ``<|vision_start|><|image_pad|>*N<|vision_
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,9 @@ class QwenVLAdapter(Adapter):
         self.vision_start_id = int(cfg.vision_start_token_id)
         self.vision_end_id = int(cfg.vision_end_token_id)
         self.merge = int(cfg.vision_config.spatial_merge_size)
+        # Relative chunk positions depend only on the token types and the image grids: a stream sends the
+        # same chunk shapes frame after frame, so get_rope_index (~0.4 ms on CPU) runs once per shape.
+        self._rel_positions: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
 
     def frame_chunk(self, image: np.ndarray) -> Chunk:
         image = _limit_aspect(image, 100.0)  # smart_resize rejects aspect ratios above 200
@@ -51,12 +55,21 @@ class QwenVLAdapter(Adapter):
     def positions(self, chunk: Chunk, start: int) -> tuple[Any, int]:
         import torch
 
-        ids = torch.tensor([chunk.ids], dtype=torch.long)
-        types = torch.tensor([chunk.types], dtype=torch.int)
         if chunk.images:
             grid = torch.cat([i["image_grid_thw"] for i in chunk.images])
-            pos, _ = self.model.model.get_rope_index(ids, mm_token_type_ids=types, image_grid_thw=grid)
-            pos = pos[:, 0, :].cpu() + start
+            key = (tuple(chunk.types), tuple(grid.flatten().tolist()))
+            rel = self._rel_positions.get(key)
+            if rel is None:
+                ids = torch.tensor([chunk.ids], dtype=torch.long)
+                types = torch.tensor([chunk.types], dtype=torch.int)
+                pos, _ = self.model.model.get_rope_index(ids, mm_token_type_ids=types, image_grid_thw=grid)
+                rel = pos[:, 0, :].cpu()
+                self._rel_positions[key] = rel
+                if len(self._rel_positions) > 256:
+                    self._rel_positions.popitem(last=False)
+            else:
+                self._rel_positions.move_to_end(key)
+            pos = rel + start
         else:
             pos = (torch.arange(len(chunk.ids)) + start)[None, :].expand(3, -1).clone()
         if chunk.types and chunk.types[-1] != 0:
