@@ -243,3 +243,121 @@ def bench_serve(
         return 0
 
     run_guarded(run)
+
+
+@app.command("stream-publish")
+def stream_publish(
+    source: str = typer.Argument(..., help="What to publish: a video file, URL, camera:N, screen, test-pattern."),
+    broker: str = typer.Option("mqtt://127.0.0.1:1883", "--broker", help="mqtt[s]://host:port of the pool's broker."),
+    stream: str = typer.Option(..., "--stream", help="The stream's name (topics agentkit/streams/<name>/...)."),
+    fps: float = typer.Option(2.0, "--fps", help="Frames per second sent (the source's others are skipped)."),
+    max_width: int = typer.Option(640, "--max-width", help="Frames wider than this are scaled down."),
+    instruction: str = typer.Option(None, "--instruction", help="The stream's task (retained config: the sink)."),
+    prompt: str = typer.Option(None, "--prompt", help="The stream's system prompt (retained config)."),
+    max_frames: int = typer.Option(None, "--max-frames", help="Stop after this many frames."),
+    username: str | None = _USERNAME,
+    password_file: Path | None = _PASSWORD_FILE,
+    tls_ca: Path | None = _TLS_CA,
+    tls_cert: Path | None = _TLS_CERT,
+    tls_key: Path | None = _TLS_KEY,
+) -> None:
+    """A camera of the stream pool: publish SOURCE's frames for `agentkit serve --mqtt` workers."""
+
+    def run() -> int:
+        import asyncio
+        import time
+
+        from agentkit.errors import ConfigError
+        from agentkit.sources import open_source
+        from agentkit.transport.mqtt.streams import StreamPublisher, check_stream, mqtt_client
+
+        if fps <= 0:
+            fail(f"--fps must be > 0, got {fps}")
+        try:
+            check_stream(stream)
+        except ValueError as e:
+            raise ConfigError(f"--stream: {e}") from None
+        auth = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
+
+        async def go() -> int:
+            import cv2
+
+            src = open_source(source, realtime=True)
+            sent = 0
+            async with src, mqtt_client(broker, auth=auth, timeout=10) as client:
+                cam = StreamPublisher(client, stream)
+                if instruction is not None or prompt is not None:
+                    await cam.configure(prompt=prompt, instruction=instruction)
+                next_t = 0.0
+                async for frame in src.frames():
+                    now = time.monotonic()
+                    if now < next_t:
+                        continue
+                    next_t = max(now, next_t) + 1.0 / fps
+                    image = frame.image
+                    if max_width and image.shape[1] > max_width:
+                        h = max(1, round(image.shape[0] * max_width / image.shape[1]))
+                        image = cv2.resize(image, (max_width, h), interpolation=cv2.INTER_AREA)
+                    await cam.publish(image, pts=frame.pts)
+                    sent += 1
+                    if max_frames is not None and sent >= max_frames:
+                        break
+            typer.echo(f"stream-publish: {sent} frames of {source} on {broker} as stream {stream}")
+            return 0
+
+        try:
+            return asyncio.run(go())
+        except KeyboardInterrupt:
+            return 0
+
+    run_guarded(run)
+
+
+@app.command("stream-record")
+def stream_record(
+    broker: str = typer.Option("mqtt://127.0.0.1:1883", "--broker", help="mqtt[s]://host:port of the pool's broker."),
+    out: Path = typer.Option(Path("decisions.jsonl"), "--out", help="JSONL file (appended): one line per record."),
+    stream: list[str] = typer.Option(None, "--stream", help="Only these streams (repeat; default: all)."),
+    client_id: str = typer.Option(
+        None, "--client-id", help="A fixed MQTT client id: the broker keeps decisions for it while it is away."
+    ),
+    duration_s: float = typer.Option(None, "--duration-s", help="Stop after this many seconds (default: SIGINT)."),
+    username: str | None = _USERNAME,
+    password_file: Path | None = _PASSWORD_FILE,
+    tls_ca: Path | None = _TLS_CA,
+    tls_cert: Path | None = _TLS_CERT,
+    tls_key: Path | None = _TLS_KEY,
+) -> None:
+    """The stream pool's consumer: record every stream's decisions once (duplicates dropped, skips explained)."""
+
+    def run() -> int:
+        import asyncio
+        import json
+
+        from agentkit.transport.mqtt.streams import DecisionRecorder
+
+        check_writable(out)
+        auth = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
+
+        async def go() -> int:
+            rec = DecisionRecorder(broker, out, streams=stream or None, auth=auth, client_id=client_id)
+            await rec.start()
+            try:
+                if duration_s is None:
+                    await asyncio.Event().wait()
+                else:
+                    await asyncio.sleep(duration_s)
+            finally:
+                await rec.close()
+                stats = rec.book.stats
+                summary = {"decisions": stats.decisions, "skipped": stats.skipped, "duplicates": stats.duplicates}
+                summary["gaps"] = {f"{k[0]}/{k[1]}": v for k, v in rec.book.gaps().items()}
+                typer.echo(f"stream-record: {json.dumps(summary)} -> {out}")
+            return 0
+
+        try:
+            return asyncio.run(go())
+        except KeyboardInterrupt:
+            return 0
+
+    run_guarded(run)

@@ -52,6 +52,8 @@ from agentkit.transport.mqtt.streams import (
     ALL_DECISIONS,
     ALL_FRAMES,
     ALL_STATUSES,
+    MAX_LISTED,
+    Released,
     StreamConfigMsg,
     StreamDecisionMsg,
     StreamFrameHeader,
@@ -96,6 +98,8 @@ class MqttWorkerConfig(BaseModel):
         warmup_s: after subscribing, how long the worker only listens (frames into its rings, decisions,
             statuses) before it says online and takes streams: a stream it takes from a live owner then
             finds the owner's unanswered frames in its ring.
+        handoff_s: taking a stream from a live owner (this worker joined and outranks it), how long to wait
+            for that owner to finish its turn in flight and say it let go (its status); then it goes on anyway.
         idle_s: a stream without frames for this long is forgotten (its cache freed).
     """
 
@@ -110,6 +114,7 @@ class MqttWorkerConfig(BaseModel):
     max_age_s: float = Field(5.0, gt=0.0)
     keepalive_s: int = Field(2, ge=1, le=600)
     warmup_s: float = Field(1.0, ge=0.0)
+    handoff_s: float = Field(3.0, ge=0.0)
     idle_s: float = Field(600.0, gt=0.0)
 
     @field_validator("worker_id")
@@ -272,6 +277,10 @@ class MqttWorker:
         self._restore: asyncio.Task[None] | None = None
         self._restored_at = -1e9
         self._connects = 0
+        self._statuses: dict[str, WorkerStatusMsg] = {}  # the other workers' latest statuses
+        self._status_seen = asyncio.Event()  # set on every status of another worker
+        self._released: collections.OrderedDict[str, Released] = collections.OrderedDict()
+        self._status_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -309,11 +318,13 @@ class MqttWorker:
     async def _leave(self) -> None:
         """Hand the streams over: finish and publish the turns in flight, then say offline."""
         self._stopping = True
+        t0 = time.monotonic()
         for st in self.streams.values():
             self._release(st)
         tasks = [st.task for st in self.streams.values() if st.task is not None and not st.task.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=10.0)
+        log.info("worker %s: leaving; turns in flight finished in %.0f ms", self.id, (time.monotonic() - t0) * 1e3)
         client = self.client
         if client is not None and self.connected.is_set():
             with contextlib.suppress(Exception):
@@ -322,8 +333,29 @@ class MqttWorker:
                 )
 
     def _status(self, online: bool) -> bytes:
-        owned = sum(1 for st in self.streams.values() if st.owned)
-        return encode_json(WorkerStatusMsg(online=online, session=self.session, t=time.time(), streams=owned))
+        """Our status: online with the streams we own and those we let go of, or offline (the will, goodbye)."""
+        if not online:
+            return encode_json(WorkerStatusMsg(online=False, session=self.session, t=time.time()))
+        owned = sorted(st.name for st in self.streams.values() if st.owned)[:MAX_LISTED]
+        released = list(self._released.values())[-MAX_LISTED:]
+        while True:  # cut the lists until the message fits (long stream names)
+            msg = WorkerStatusMsg(online=True, session=self.session, t=time.time(), owned=owned, released=released)
+            try:
+                return encode_json(msg)
+            except WireError:
+                owned, released = owned[: len(owned) // 2], released[len(released) // 2 :]
+
+    def _publish_status_soon(self) -> None:
+        """Republish our online status shortly (one message for a burst of ownership changes)."""
+        if self._stopping or not self.ready.is_set():
+            return
+        if self._status_task is None or self._status_task.done():
+            self._status_task = asyncio.create_task(self._publish_status())
+
+    async def _publish_status(self) -> None:
+        await asyncio.sleep(0.02)
+        if not self._stopping and self.ready.is_set():
+            await self._publish(status_topic(self.id), self._status(True), retain=True)
 
     async def _connection(self) -> None:
         import aiomqtt
@@ -508,8 +540,12 @@ class MqttWorker:
             return
         if msg is None:
             changed = self.members.remove(worker)
+            self._statuses.pop(worker, None)
         else:
             changed = self.members.update(worker, msg.online, msg.session, msg.t)
+            if msg.online or self.members.session(worker) == msg.session:
+                self._statuses[worker] = msg
+        self._status_seen.set()
         if changed and self.ready.is_set():
             log.info("worker %s: live workers now %s", self.id, sorted(self.members.live()))
             self._rebalance()
@@ -545,6 +581,8 @@ class MqttWorker:
         previous = st.task
         st.task = asyncio.create_task(self._own(st, st.gen, previous), name=f"worker-{self.id}-{st.name}")
         self.counters["acquired"] += 1
+        self._released.pop(st.name, None)
+        self._publish_status_soon()
 
     def _release(self, st: _StreamState) -> None:
         if st.owned:
@@ -566,6 +604,9 @@ class MqttWorker:
             return
         engine: Stream | None = None
         try:
+            await self._handoff(st, mine)
+            if not mine():
+                return
             engine, replayed = await self._open(st)
             if engine is None:
                 return
@@ -602,6 +643,41 @@ class MqttWorker:
             if engine is not None:
                 with contextlib.suppress(ServeError, RuntimeError):
                     await self.service.delete(st.name)
+            if not mine() and st.session is not None:  # let go: say up to which frame we accounted for
+                self._released[st.name] = Released(stream=st.name, session=st.session, seq=st.accounted())
+                self._released.move_to_end(st.name)
+                while len(self._released) > MAX_LISTED:
+                    self._released.popitem(last=False)
+                self._publish_status_soon()
+
+    async def _handoff(self, st: _StreamState, mine: Any) -> None:
+        """Taking a stream from a live owner (we outrank it since we joined): wait until it has let go.
+
+        The owner finishes its turn in flight, publishes the decision, then republishes its status without
+        the stream; its decisions reach us before that status, so we then know every frame it accounted for.
+        Waits at most ``handoff_s``; an owner that dies meanwhile ends the wait (its last will).
+        """
+        prev = owner(st.name, self.members.live() - {self.id})
+        if prev is None:
+            return
+        deadline = time.monotonic() + self.config.handoff_s
+        t0 = time.monotonic()
+        while mine() and prev in self.members.live():
+            status = self._statuses.get(prev)
+            if status is not None and st.name not in status.owned:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.counters["handoff_timeouts"] += 1
+                log.warning(
+                    "worker %s: %s did not let go of %s within %.1f s", self.id, prev, st.name, self.config.handoff_s
+                )
+                return
+            self._status_seen.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_seen.wait(), remaining)
+        self.counters["handoffs"] += 1
+        log.debug("worker %s: %s let go of %s after %.0f ms", self.id, prev, st.name, (time.monotonic() - t0) * 1e3)
 
     async def _open(self, st: _StreamState) -> tuple[Stream | None, int]:
         """Create the stream's cache: the sink, then the last answered frames replayed (a takeover)."""
@@ -636,16 +712,17 @@ class MqttWorker:
     async def _catch_up(self, st: _StreamState, engine: Stream, mine: Any) -> None:
         """Answer the frames the previous owner left unanswered (the young ones); account the rest as skipped."""
         accounted = st.accounted()
+        start = st.owner_since  # ages are judged when the stream became ours: a slow rebuild is no reason to skip
         for seq in [s for s in st.reasons if s > accounted]:
             st.reasons[seq] = "takeover"  # unless answered below
         for f in [f for f in st.ring if f.seq > accounted]:
             if not mine():
                 return
-            if time.monotonic() - f.received > self.config.catchup_s:
+            if start - f.received > self.config.catchup_s:
                 continue
             if st.slot is not None and st.slot.seq <= f.seq:
                 st.slot = None if st.slot.seq == f.seq else st.slot
-            await self._answer(st, engine, f, takeover=True)
+            await self._answer(st, engine, f, takeover=accounted >= 0)  # a first owner takes over from nobody
 
     async def _answer(self, st: _StreamState, engine: Stream, f: _Frame, takeover: bool = False) -> None:
         """Run one frame through the engine and publish its decision (with the skipped frames before it)."""

@@ -57,7 +57,6 @@ from agentkit.transport.mqtt.wire import (
     MAX_JSON_BYTES,
     MAX_PIXELS,
     NAME_RE,
-    Count,
     Pixels,
     Rejections,
     Seq,
@@ -87,6 +86,7 @@ ALL_CONFIGS = f"{PREFIX}/streams/+/config"
 ALL_DECISIONS = f"{PREFIX}/streams/+/decision/+"
 ALL_STATUSES = f"{PREFIX}/workers/+/status"
 MAX_SKIP_RANGES = 512  # a decision message stays well under MAX_JSON_BYTES
+MAX_LISTED = 1024  # streams listed in a worker status (owned; released); a worker cuts them to fit MAX_JSON_BYTES
 
 
 def check_stream(name: str) -> str:
@@ -188,13 +188,28 @@ class StreamConfigMsg(_Closed):
     instruction: Text | None = None
 
 
+class Released(_Open):
+    """A stream a live worker has let go of, and the last frame it accounted for (``-1``: none)."""
+
+    stream: StreamName
+    session: Session
+    seq: Annotated[int, Field(ge=-1, le=2**63 - 1)]
+
+
 class WorkerStatusMsg(_Open):
-    """Retained ``{"online", "session", "t", "streams"?}``; the last will is the same with ``online: false``."""
+    """Retained ``{"online", "session", "t", "owned", "released"}``; the last will says ``online: false``.
+
+    A live worker republishes it whenever it takes or lets go of streams: ``owned`` lists its streams,
+    ``released`` the streams it has let go of (most recent last) with the last frame it accounted for. A
+    worker taking a stream from a live owner (it joined and outranks it) waits until that owner's status no
+    longer lists the stream, so the handover neither skips nor repeats a frame.
+    """
 
     online: bool
     session: Session
     t: Time
-    streams: Count | None = None
+    owned: Annotated[list[StreamName], Field(max_length=MAX_LISTED)] = Field(default_factory=list)
+    released: Annotated[list[Released], Field(max_length=MAX_LISTED)] = Field(default_factory=list)
 
 
 class SkipRange(_Open):
@@ -623,6 +638,7 @@ __all__ = [
     "Coverage",
     "DecisionBook",
     "DecisionRecorder",
+    "Released",
     "SkipRange",
     "StreamConfigMsg",
     "StreamDecisionMsg",

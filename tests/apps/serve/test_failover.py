@@ -191,6 +191,18 @@ class InProcessWorker:
         await asyncio.wait_for(self.task, 30)
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """In-process workers run two model threads in this process: one torch thread each (as ``--threads 1``),
+    or their OpenMP threads spin against each other and the machine's other jobs (stalls of seconds)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # -- the tests ------------------------------------------------------------------------------------------------
 def test_killed_worker_streams_move_within_seconds_and_no_frame_is_lost_or_recorded_twice(broker, tiny_qwen, tmp_path):
     """Two worker processes, four streams at 4 fps; SIGKILL one mid-run: its streams move to the other."""
@@ -255,7 +267,9 @@ def test_killed_worker_streams_move_within_seconds_and_no_frame_is_lost_or_recor
     assert report["skipped"]["takeover"] == 0, report  # the will came at once: nothing was left too old
 
 
-def test_a_worker_joining_and_leaving_cleanly_hands_streams_over_without_losing_frames(broker, tiny_qwen):
+def test_a_worker_joining_and_leaving_cleanly_hands_streams_over_without_losing_frames(
+    broker, tiny_qwen, one_torch_thread
+):
     """w1 serves all streams; w2 joins (its streams move to it), then stops cleanly (they move back)."""
     from agentkit.transport.mqtt.streams import DecisionRecorder
 
@@ -318,7 +332,7 @@ def test_a_worker_joining_and_leaving_cleanly_hands_streams_over_without_losing_
 USERS = {"worker-1": "w1-pw", "worker-2": "w2-pw", "monitor": "mon-pw", "cam1": "cam-pw"}
 
 
-def test_with_the_shipped_acl_a_worker_cannot_speak_for_another(tiny_qwen):
+def test_with_the_shipped_acl_a_worker_cannot_speak_for_another(tiny_qwen, one_torch_thread):
     """The shipped config and ACL: worker-1 serves cam1; worker-2 can publish its own decisions, but neither a
     decision nor an offline status in worker-1's name; the camera cannot publish decisions at all."""
     from agentkit.errors import ConfigError

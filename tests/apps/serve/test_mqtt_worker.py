@@ -68,3 +68,21 @@ def test_worker_settings_name_the_bad_field():
         MqttWorkerConfig(broker="http://127.0.0.1", worker_id="w1")
     with pytest.raises(ValidationError, match="ring"):
         MqttWorkerConfig(broker="mqtt://127.0.0.1", worker_id="w1", ring=0)
+
+
+def test_a_decision_claim_far_ahead_of_the_frames_is_held_not_applied():
+    """A claim (a decision's seq) beyond the newest frame seen by more than the slack would silence the stream
+    (every later frame would look answered): it is held until the frames reach it."""
+    from agentkit.apps.serve.mqtt_worker import _Session
+
+    book = _Session()
+    book.saw(10, slack=16)
+    assert book.claim(9, slack=16) and book.accounted == 9
+    assert book.claim(20, slack=16) and book.accounted == 20  # a decision may overtake its frame a little
+    assert not book.claim(10**6, slack=16) and book.accounted == 20
+    book.saw(30, slack=16)
+    assert book.accounted == 20 and book.held == [10**6]
+    retained = _Session()  # a retained decision arrives before any frame of its session
+    assert not retained.claim(500, slack=16)
+    retained.saw(501, slack=16)
+    assert retained.accounted == 500 and retained.held == []
