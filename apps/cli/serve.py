@@ -342,6 +342,8 @@ def stream_record(
         async def go() -> int:
             rec = DecisionRecorder(broker, out, streams=stream or None, auth=auth, client_id=client_id)
             await rec.start()
+            typer.echo(f"stream-record: recording decisions from {broker} into {out}")
+            sys.stdout.flush()
             try:
                 if duration_s is None:
                     await asyncio.Event().wait()

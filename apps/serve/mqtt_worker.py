@@ -291,7 +291,8 @@ class MqttWorker:
         """Serve until :meth:`stop`.
 
         Raises:
-            WorkerFailed: the broker refused the login (the retained status is offline by then).
+            WorkerFailed: the broker refused the login, or the connection loop failed (a bug); the worker has
+                left the pool by then (its status offline, or never online).
         """
         conn = asyncio.create_task(self._connection(), name=f"worker-{self.id}-mqtt")
         janitor = asyncio.create_task(self._janitor(), name=f"worker-{self.id}-janitor")

@@ -392,3 +392,68 @@ def test_with_the_shipped_acl_a_worker_cannot_speak_for_another(tiny_qwen, one_t
 
     with secure as b:
         asyncio.run(go(b.url))
+
+
+def test_stream_publish_and_stream_record_commands(broker, tmp_path):
+    """The CLI ends of the pool: a camera (``agentkit stream-publish``) and a consumer (``agentkit stream-record``),
+    with a stand-in worker answering the frames here (one decision sent twice: recorded once)."""
+    from agentkit.transport.mqtt.streams import (
+        ALL_CONFIGS,
+        ALL_FRAMES,
+        StreamConfigMsg,
+        StreamDecisionMsg,
+        decision_topic,
+        decode_frame_header,
+        decode_json,
+        encode_json,
+        mqtt_client,
+    )
+
+    out = tmp_path / "decisions.jsonl"
+    cli = [sys.executable, "-m", "agentkit.apps.cli"]
+    recorder = subprocess.Popen(
+        [*cli, "stream-record", "--broker", broker.url, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert recorder.stdout is not None
+    assert "stream-record: recording" in recorder.stdout.readline()  # subscribed: nothing published now is missed
+
+    async def go() -> tuple[list[int], StreamConfigMsg | None]:
+        seqs: list[int] = []
+        config = None
+        async with mqtt_client(broker.url, timeout=5) as c:
+            await c.subscribe(ALL_FRAMES, qos=1)
+            await c.subscribe(ALL_CONFIGS, qos=1)
+            camera = await asyncio.create_subprocess_exec(
+                *cli, "stream-publish", "test-pattern", "--broker", broker.url, "--stream", "cam1", "--fps", "10",
+                "--max-frames", "5", "--instruction", "Count the squares.", "--max-width", "64",
+            )  # fmt: skip
+            async with asyncio.timeout(30):
+                async for m in c.messages:
+                    if str(m.topic).endswith("/config"):
+                        config = decode_json(StreamConfigMsg, bytes(m.payload))
+                        continue
+                    header, _ = decode_frame_header(bytes(m.payload))
+                    seqs.append(header.seq)
+                    decision = StreamDecisionMsg(stream="cam1", worker="w1", worker_session="x", session=header.session,
+                                                 seq=header.seq, after=header.seq - 1, t=time.time(),
+                                                 frame_t=header.t, kind="silence")  # fmt: skip
+                    for _ in range(2 if header.seq == 3 else 1):
+                        await c.publish(decision_topic("cam1", "w1"), encode_json(decision), qos=1)
+                    if len(seqs) == 5:
+                        break
+            assert await camera.wait() == 0
+        return seqs, config
+
+    seqs, config = asyncio.run(go())
+    time.sleep(1.0)  # the last decisions reach the recorder
+    recorder.send_signal(signal.SIGINT)  # Ctrl-C: it writes its summary and exits 0
+    assert seqs == [1, 2, 3, 4, 5]
+    assert config is not None and config.instruction == "Count the squares."
+    summary, _ = recorder.communicate(timeout=30)
+    assert recorder.returncode == 0, summary
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(x["seq"], x["kind"]) for x in lines] == [(i, "silence") for i in range(1, 6)]
+    assert '"duplicates": 1' in summary and '"gaps": {}' in summary, summary
