@@ -70,7 +70,7 @@ from agentkit.transport.mqtt.streams import (
     status_topic,
 )
 from agentkit.transport.mqtt.wire import Freshness, Rejections, WireError, parse_spec
-from agentkit.types import Decision, DecisionKind, Frame
+from agentkit.types import DecisionKind, Frame
 
 log = logging.getLogger(__name__)
 
@@ -226,24 +226,11 @@ def replay_turns(policy: Any, turns: Sequence[tuple[Frame, str | None, str | Non
     """
     n = 0
     for frame, kind_name, text in turns:
-        plan = policy.plan_step(frame)
-        if isinstance(plan, Decision):
-            continue
-        s = policy.session
-        s.append_prepared(plan.pending)
         try:
             kind = DecisionKind(kind_name) if kind_name is not None else DecisionKind.SILENCE
         except ValueError:
             kind = DecisionKind.SILENCE
-        close = list(policy._close_ids)
-        if kind is DecisionKind.RESPONSE:
-            head: list[Any] = [policy.adapter.template.assistant_open] if plan.zero_shot else [[policy.state_ids[kind]]]
-            s.append([*head, *([text] if text else [])], segment=plan.segment)
-            policy._pending = close  # as after a Response that ended with end-of-sequence
-        else:
-            policy._pending = [] if plan.zero_shot else [policy.state_ids[kind], *close]
-        s.evict(policy._last_pts)
-        n += 1
+        n += bool(policy.teacher_force(frame, kind, text))
     return n
 
 

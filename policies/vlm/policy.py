@@ -270,6 +270,30 @@ class VLMPolicy(Policy):
         d.meta.update(meta)
         return d
 
+    def teacher_force(self, frame: Frame, kind: DecisionKind, text: str | None = None) -> bool:
+        """Append ``frame`` and a GIVEN decision to the stream, as :meth:`step` would have (no decoding).
+
+        Rebuilds a stream's cache from a record of what was decided (a worker taking over a stream, a
+        replay): Silence/Standby become their state token, exactly as the original cache held them; a
+        Response becomes its state token and ``text`` re-tokenized. Returns False for a frame the image
+        processor rejects (nothing appended).
+        """
+        plan = self.plan_step(frame)
+        if isinstance(plan, Decision):
+            return False
+        s = self.session
+        s.append_prepared(plan.pending)
+        self._pending = []
+        if kind is DecisionKind.RESPONSE:
+            t = self.adapter.template
+            head: list[Any] = [t.assistant_open] if plan.zero_shot else [[self.state_ids[kind]]]
+            s.append([*head, *([text] if text else [])], segment=plan.segment)
+            self._pending = list(self._close_ids)  # as after a Response that ended with end-of-sequence
+        elif not plan.zero_shot:
+            self._pending = [self.state_ids[kind], *self._close_ids]
+        s.evict(self._last_pts)
+        return True
+
     def failed(self, error: Exception, frame: Frame | None = None) -> Decision:
         """The Decision of a step that raised: the error recorded, the stream reset (it restarts cleanly)."""
         log.warning("vlm step failed on frame %s: %s", None if frame is None else frame.seq, error)
