@@ -116,3 +116,35 @@ class EpisodeProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+
+# -- MQTT login and TLS, the same options on every command that talks to a broker ------------------------
+MQTT_USERNAME = typer.Option(None, "--username", envvar="AGENTKIT_MQTT_USERNAME", help="MQTT login")
+MQTT_PASSWORD_FILE = typer.Option(
+    None,
+    "--password-file",
+    envvar="AGENTKIT_MQTT_PASSWORD_FILE",
+    help="file whose first line is the MQTT password (else $AGENTKIT_MQTT_PASSWORD)",
+)
+MQTT_TLS_CA = typer.Option(None, "--tls-ca", envvar="AGENTKIT_MQTT_TLS_CA", help="CA certificate for mqtts://")
+MQTT_TLS_CERT = typer.Option(None, "--tls-cert", envvar="AGENTKIT_MQTT_TLS_CERT", help="client certificate (mqtts://)")
+MQTT_TLS_KEY = typer.Option(None, "--tls-key", envvar="AGENTKIT_MQTT_TLS_KEY", help="client certificate key (mqtts://)")
+
+
+def mqtt_auth(
+    username: str | None, password_file: Path | None, tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None
+) -> Any:
+    """The options as an ``MqttAuth``; a bad combination is a ``ConfigError`` naming the option."""
+    from pydantic import ValidationError
+
+    from agentkit.errors import ConfigError
+    from agentkit.transport.mqtt.auth import MqttAuth
+
+    try:
+        return MqttAuth(
+            username=username, password_file=password_file, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
+        )
+    except ValidationError as e:
+        err = e.errors(include_url=False, include_input=False)[0]
+        option = "--" + "-".join(str(x) for x in err["loc"]).replace("_", "-") if err["loc"] else "MQTT options"
+        raise ConfigError(f"{option}: {err['msg']}") from None

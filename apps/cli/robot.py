@@ -9,47 +9,26 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from agentkit.apps.cli.common import EpisodeProgress, check_writable, run_guarded
+from agentkit.apps.cli.common import (
+    MQTT_PASSWORD_FILE,
+    MQTT_TLS_CA,
+    MQTT_TLS_CERT,
+    MQTT_TLS_KEY,
+    MQTT_USERNAME,
+    EpisodeProgress,
+    check_writable,
+    mqtt_auth,
+    run_guarded,
+)
 from agentkit.apps.cli.dashboard import DASHBOARD_OPTION, DASHBOARD_PUBLIC_OPTION, RERUN_OPTION, live_views
 from agentkit.apps.cli.groups import app, eval_app
 
+
 # MQTT login and TLS, the same on every command that talks to a broker. The password itself is never an
 # option (it would show in `ps` and shell history): --password-file, or $AGENTKIT_MQTT_PASSWORD.
-_USERNAME = typer.Option(None, "--username", envvar="AGENTKIT_MQTT_USERNAME", help="MQTT login")
-_PASSWORD_FILE = typer.Option(
-    None,
-    "--password-file",
-    envvar="AGENTKIT_MQTT_PASSWORD_FILE",
-    help="file whose first line is the MQTT password (else $AGENTKIT_MQTT_PASSWORD)",
-)
-_TLS_CA = typer.Option(None, "--tls-ca", envvar="AGENTKIT_MQTT_TLS_CA", help="CA certificate for mqtts://")
-_TLS_CERT = typer.Option(None, "--tls-cert", envvar="AGENTKIT_MQTT_TLS_CERT", help="client certificate (mqtts://)")
-_TLS_KEY = typer.Option(None, "--tls-key", envvar="AGENTKIT_MQTT_TLS_KEY", help="client certificate key (mqtts://)")
-
-
-def _mqtt_auth(
-    username: str | None, password_file: Path | None, tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None
-) -> Any:
-    """The options as an ``MqttAuth``; a bad combination is a ``ConfigError`` naming the option."""
-    from pydantic import ValidationError
-
-    from agentkit.errors import ConfigError
-    from agentkit.transport.mqtt.auth import MqttAuth
-
-    try:
-        return MqttAuth(
-            username=username, password_file=password_file, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
-        )
-    except ValidationError as e:
-        err = e.errors(include_url=False, include_input=False)[0]
-        option = "--" + "-".join(str(x) for x in err["loc"]).replace("_", "-") if err["loc"] else "MQTT options"
-        raise ConfigError(f"{option}: {err['msg']}") from None
-
-
 def vlm_model(policy: str, model: str | None, env: str = "fetch") -> str | None:
     """``--model``, or for ``--policy vlm`` on the one-block Fetch world without it, the shipped ``fetch``
     checkpoint's folder (it was trained there; other worlds need ``--model``)."""
@@ -94,14 +73,14 @@ def eval_fetch(
     node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name (mqtts:// for TLS)"),
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm (default: the shipped fetch one)"),
     max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
-    username: str | None = _USERNAME,
-    password_file: Path | None = _PASSWORD_FILE,
-    tls_ca: Path | None = _TLS_CA,
-    tls_cert: Path | None = _TLS_CERT,
-    tls_key: Path | None = _TLS_KEY,
+    username: str | None = MQTT_USERNAME,
+    password_file: Path | None = MQTT_PASSWORD_FILE,
+    tls_ca: Path | None = MQTT_TLS_CA,
+    tls_cert: Path | None = MQTT_TLS_CERT,
+    tls_key: Path | None = MQTT_TLS_KEY,
 ) -> None:
     """Success rate, steps and seconds per episode of a policy on FetchPickAndPlace-v4 (MuJoCo)."""
-    mqtt = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key) if node else None
+    mqtt = mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key) if node else None
     _eval(
         env,
         policy=policy,
@@ -160,11 +139,11 @@ def robot(
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
     realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
     env: str = typer.Option("fetch", help="in-process world: fetch | fetch-multi (MuJoCo) | panda (PyBullet)"),
-    username: str | None = _USERNAME,
-    password_file: Path | None = _PASSWORD_FILE,
-    tls_ca: Path | None = _TLS_CA,
-    tls_cert: Path | None = _TLS_CERT,
-    tls_key: Path | None = _TLS_KEY,
+    username: str | None = MQTT_USERNAME,
+    password_file: Path | None = MQTT_PASSWORD_FILE,
+    tls_ca: Path | None = MQTT_TLS_CA,
+    tls_cert: Path | None = MQTT_TLS_CERT,
+    tls_key: Path | None = MQTT_TLS_KEY,
     dashboard: str | None = DASHBOARD_OPTION,
     dashboard_public: bool = DASHBOARD_PUBLIC_OPTION,
     rerun: Path | None = RERUN_OPTION,
@@ -179,7 +158,7 @@ def robot(
             task=task,
             policy=policy,
             source=source,
-            mqtt=_mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key) if source else None,
+            mqtt=mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key) if source else None,
             seed=seed,
             fps=fps,
             duration_s=duration,
@@ -209,11 +188,11 @@ def robot_node(
     seed: int = typer.Option(0, help="seed of the first episode"),
     depth: bool = typer.Option(True, help="publish the depth image too"),
     realtime: float = typer.Option(1.0, help="simulation speed vs wall clock (0: as fast as possible)"),
-    username: str | None = _USERNAME,
-    password_file: Path | None = _PASSWORD_FILE,
-    tls_ca: Path | None = _TLS_CA,
-    tls_cert: Path | None = _TLS_CERT,
-    tls_key: Path | None = _TLS_KEY,
+    username: str | None = MQTT_USERNAME,
+    password_file: Path | None = MQTT_PASSWORD_FILE,
+    tls_ca: Path | None = MQTT_TLS_CA,
+    tls_cert: Path | None = MQTT_TLS_CERT,
+    tls_key: Path | None = MQTT_TLS_KEY,
 ) -> None:
     """Serve a simulated robot over MQTT: publishes frames/depth/state, executes received tool calls.
 
@@ -228,7 +207,7 @@ def robot_node(
 
         if env not in ROBOT_ENVS:
             raise ConfigError(f"--env: unknown robot env {env!r}; known: {', '.join(ROBOT_ENVS)}")
-        auth = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
+        auth = mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
         try:
             asyncio.run(
                 serve_node(broker, name, fps=fps, seed=seed, depth=depth, realtime=realtime, env=env, auth=auth)

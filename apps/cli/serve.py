@@ -13,9 +13,18 @@ from typing import Any
 
 import typer
 
-from agentkit.apps.cli.common import check_writable, fail, run_guarded
+from agentkit.apps.cli.common import (
+    MQTT_PASSWORD_FILE,
+    MQTT_TLS_CA,
+    MQTT_TLS_CERT,
+    MQTT_TLS_KEY,
+    MQTT_USERNAME,
+    check_writable,
+    fail,
+    mqtt_auth,
+    run_guarded,
+)
 from agentkit.apps.cli.groups import app, bench_app
-from agentkit.apps.cli.robot import _PASSWORD_FILE, _TLS_CA, _TLS_CERT, _TLS_KEY, _USERNAME, _mqtt_auth
 from agentkit.policies.vlm.architectures import ARCH_NAMES
 
 _ARCHS = ", ".join(ARCH_NAMES)
@@ -89,11 +98,11 @@ def serve_cmd(
         None, "--worker-id", help="With --mqtt: this worker's id (default: --username, else HOST-PID)."
     ),
     rebuild_frames: int = typer.Option(4, "--rebuild-frames", help="With --mqtt: frames replayed on a takeover."),
-    username: str | None = _USERNAME,
-    password_file: Path | None = _PASSWORD_FILE,
-    tls_ca: Path | None = _TLS_CA,
-    tls_cert: Path | None = _TLS_CERT,
-    tls_key: Path | None = _TLS_KEY,
+    username: str | None = MQTT_USERNAME,
+    password_file: Path | None = MQTT_PASSWORD_FILE,
+    tls_ca: Path | None = MQTT_TLS_CA,
+    tls_cert: Path | None = MQTT_TLS_CERT,
+    tls_key: Path | None = MQTT_TLS_KEY,
 ) -> None:
     """Serve the streaming engine: OpenAI chat completions + WebSocket, one KV cache per stream.
 
@@ -162,7 +171,7 @@ def serve_cmd(
             import aiomqtt  # noqa: F401
         except ImportError:
             fail("agentkit serve --mqtt needs aiomqtt: pip install 'agentkit[mqtt]'")
-        auth = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
+        auth = mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
         host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:48] or "worker"
         default_id = username or f"{host}-{os.getpid()}"
         worker_config = validate(
@@ -255,11 +264,11 @@ def stream_publish(
     instruction: str = typer.Option(None, "--instruction", help="The stream's task (retained config: the sink)."),
     prompt: str = typer.Option(None, "--prompt", help="The stream's system prompt (retained config)."),
     max_frames: int = typer.Option(None, "--max-frames", help="Stop after this many frames."),
-    username: str | None = _USERNAME,
-    password_file: Path | None = _PASSWORD_FILE,
-    tls_ca: Path | None = _TLS_CA,
-    tls_cert: Path | None = _TLS_CERT,
-    tls_key: Path | None = _TLS_KEY,
+    username: str | None = MQTT_USERNAME,
+    password_file: Path | None = MQTT_PASSWORD_FILE,
+    tls_ca: Path | None = MQTT_TLS_CA,
+    tls_cert: Path | None = MQTT_TLS_CERT,
+    tls_key: Path | None = MQTT_TLS_KEY,
 ) -> None:
     """A camera of the stream pool: publish SOURCE's frames for `agentkit serve --mqtt` workers."""
 
@@ -277,7 +286,7 @@ def stream_publish(
             check_stream(stream)
         except ValueError as e:
             raise ConfigError(f"--stream: {e}") from None
-        auth = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
+        auth = mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
 
         async def go() -> int:
             import cv2
@@ -322,11 +331,11 @@ def stream_record(
         None, "--client-id", help="A fixed MQTT client id: the broker keeps decisions for it while it is away."
     ),
     duration_s: float = typer.Option(None, "--duration-s", help="Stop after this many seconds (default: SIGINT)."),
-    username: str | None = _USERNAME,
-    password_file: Path | None = _PASSWORD_FILE,
-    tls_ca: Path | None = _TLS_CA,
-    tls_cert: Path | None = _TLS_CERT,
-    tls_key: Path | None = _TLS_KEY,
+    username: str | None = MQTT_USERNAME,
+    password_file: Path | None = MQTT_PASSWORD_FILE,
+    tls_ca: Path | None = MQTT_TLS_CA,
+    tls_cert: Path | None = MQTT_TLS_CERT,
+    tls_key: Path | None = MQTT_TLS_KEY,
 ) -> None:
     """The stream pool's consumer: record every stream's decisions once (duplicates dropped, skips explained)."""
 
@@ -337,7 +346,7 @@ def stream_record(
         from agentkit.transport.mqtt.streams import DecisionRecorder
 
         check_writable(out)
-        auth = _mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
+        auth = mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key)
 
         async def go() -> int:
             rec = DecisionRecorder(broker, out, streams=stream or None, auth=auth, client_id=client_id)
