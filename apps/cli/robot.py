@@ -7,8 +7,10 @@ works without the robot extras.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -64,7 +66,9 @@ def _eval(env: str, json_out: Path | None, video_episodes: str, **kw: object) ->
 @eval_app.command("fetch")
 def eval_fetch(
     policy: str = typer.Option("pixels", help="expert | pixels | vlm (or a registered policy name)"),
-    env: str = typer.Option("fetch", help="fetch (one block) | fetch-multi (2-4 blocks, an instruction names one)"),
+    env: str = typer.Option(
+        "fetch", help="fetch (one block) | fetch-multi (2-4 blocks, an instruction names one) | panda (PyBullet)"
+    ),
     episodes: int = typer.Option(50, help="number of seeded episodes"),
     seed: int = typer.Option(0, help="first seed; episode i uses seed+i"),
     record: Path | None = typer.Option(None, help="folder for eval.json and the videos"),
@@ -96,30 +100,21 @@ def eval_fetch(
     )
 
 
-@eval_app.command("panda")
-def eval_panda(
-    policy: str = typer.Option("pixels", help="expert | pixels | vlm (or a registered policy name)"),
-    episodes: int = typer.Option(50, help="number of seeded episodes"),
-    seed: int = typer.Option(0, help="first seed; episode i uses seed+i"),
-    record: Path | None = typer.Option(None, help="folder for eval.json and the videos"),
-    video_episodes: str = typer.Option("", help="episode indices to film, e.g. 0,1 (needs --record)"),
-    json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
-    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm"),
-    max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
-) -> None:
+def eval_panda(**options: Any) -> None:
     """The same evaluation on panda-gym's PandaPickAndPlace-v3 (PyBullet), same tools and policies."""
-    _eval(
-        "panda",
-        policy=policy,
-        episodes=episodes,
-        seed=seed,
-        record=record,
-        video_episodes=video_episodes,
-        json_out=json_out,
-        node=None,
-        model=model,
-        max_steps=max_steps,
-    )
+    eval_fetch(**options)
+
+
+# `eval panda` is `eval fetch` whose world defaults to panda: one signature, registered twice.
+_sig = inspect.signature(eval_fetch)
+eval_panda.__signature__ = _sig.replace(  # type: ignore[attr-defined]
+    parameters=[
+        p.replace(default=typer.Option("panda", help="the world")) if p.name == "env" else p
+        for p in _sig.parameters.values()
+    ]
+)
+eval_panda.__annotations__ = dict(eval_fetch.__annotations__)
+eval_app.command("panda")(eval_panda)
 
 
 @app.command("robot")
