@@ -398,7 +398,8 @@ def check_file(path: str | Path) -> str:
     """Check that a file a sink wrote is complete and readable, by its suffix; returns a short description.
 
     Known: ``.jsonl`` (every line is JSON, the last one ends), ``.json``, ``.srt`` / ``.vtt`` (every cue whole),
-    ``.mp4`` / ``.gif`` (every frame decodes), ``.wav`` (the header matches the data), ``.png`` / ``.jpg``.
+    ``.mp4`` / ``.gif`` (every frame decodes), ``.wav`` (the header matches the data), ``.png`` / ``.jpg``,
+    ``.rrd`` (a Rerun recording the SDK reads back).
     Other suffixes are reported as unchecked.
 
     Raises:
@@ -439,6 +440,19 @@ def check_file(path: str | Path) -> str:
             if cv2.imread(str(path)) is None:
                 raise ValueError("cannot be decoded as an image")
             return suffix[1:]
+        if suffix == ".rrd":  # a Rerun recording: its header, then read back by the SDK where it can
+            with path.open("rb") as f:
+                if f.read(4) != b"RRF2":
+                    raise ValueError("no Rerun file header (RRF2)")
+            try:
+                import rerun as rr
+            except ImportError:
+                return "rrd (header only: rerun-sdk not installed)"
+            reader = getattr(getattr(rr, "chunk", None), "RrdReader", None)
+            if reader is None:
+                return "rrd (header only: this rerun-sdk has no reader)"
+            reader(path).store()
+            return "rrd"
     except ContractError:
         raise
     except Exception as e:

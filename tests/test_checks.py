@@ -407,6 +407,24 @@ def _speech(d: Path) -> Sink:
     return SpeechSink(d, play=False)
 
 
+def _rerun(d: Path) -> Sink:
+    """A Rerun stream sink whose log (normally closed by the app that owns it) closes with the sink."""
+    pytest.importorskip("rerun")
+    from agentkit.apps.dashboard.rerun_log import RerunLog, RerunSink
+
+    class Owned(RerunSink):
+        def close(self) -> None:
+            self.log.close()
+
+    return Owned(RerunLog(d / "run.rrd"), "cam")
+
+
+def _dashboard(d: Path) -> Sink:
+    from agentkit.apps.dashboard.state import DashboardSink, StreamState
+
+    return DashboardSink(StreamState("cam"))
+
+
 NARRATION = "agentkit.tools.narration"
 # "module.Class[variant]" -> (factory given a fresh folder, files the full run must leave in it)
 SINK_CASES: dict[str, tuple[Callable[[Path], Sink], tuple[str, ...]]] = {
@@ -419,6 +437,8 @@ SINK_CASES: dict[str, tuple[Callable[[Path], Sink], tuple[str, ...]]] = {
     "agentkit.apps.robot._StopWhenDone": (_stop_when_done, ()),
     "agentkit.apps.browser_agent._KeepOpen": (_keep_open, ()),
     "agentkit.benchmarks.detector._Collect": (_collect, ("decisions.jsonl",)),
+    "agentkit.apps.dashboard.rerun_log.RerunSink": (_rerun, ("run.rrd",)),
+    "agentkit.apps.dashboard.state.DashboardSink": (_dashboard, ()),
     f"{NARRATION}.console.ConsoleSink": (_console_sink, ()),
     f"{NARRATION}.console.MessageSink": (_messages, ("messages.jsonl",)),
     f"{NARRATION}.speech.SpeechSink": (_speech, ("narration.wav",)),
