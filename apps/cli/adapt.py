@@ -38,6 +38,8 @@ def adapt_cmd(
     eval_every: int = typer.Option(50, help="steps between held-out loss measurements (0: start and end only)"),
     eval_dialogues: int = typer.Option(16, help="held-out dialogues per periodic measurement"),
     final_eval: bool = typer.Option(True, help="stream the held-out dialogues through the engine before and after"),
+    keep_best: bool = typer.Option(True, help="end at the best watched point (later steps undone from their seeds)"),
+    backtrack: bool = typer.Option(True, help="on a blow-up, go back to the best point and halve the lr"),
     save_dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16 (zeroth-order updates are small)"),
     seed: int = typer.Option(0, help="random seed (batches and perturbations)"),
     threads: int | None = typer.Option(None, help="torch CPU threads (1 is fastest on a shared 2-core machine)"),
@@ -56,12 +58,23 @@ def adapt_cmd(
                 "lr_decay": lr_decay, "eps": eps, "weight_decay": weight_decay, "clip": clip, "include": include,
                 "exclude": exclude, "norms": norms, "biases": biases, "state_loss": state_loss,
                 "eval_every": eval_every, "eval_dialogues": eval_dialogues, "final_eval": final_eval,
+                "keep_best": keep_best, "backtrack": backtrack,
                 "save_dtype": save_dtype, "seed": seed, "threads": threads,
             },
             "(options)",
         )  # fmt: skip
         s = adapt(cfg)
-        brief = {k: s[k] for k in ("method", "steps", "stopped_by", "seconds", "steps_per_s", "trainable_values")}
+        keys = (
+            "method",
+            "steps",
+            "kept_step",
+            "backtracks",
+            "stopped_by",
+            "seconds",
+            "steps_per_s",
+            "trainable_values",
+        )
+        brief = {k: s[k] for k in keys}
         brief["memory_mb"] = s["memory_mb"]
         brief["train_loss"] = s["train_loss"]
         brief["held_out"] = {"before": s["before"]["held_out"], "after": s["after"]["held_out"]}

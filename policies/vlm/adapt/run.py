@@ -5,8 +5,10 @@ exported dataset, or recording folders exported on the fly), score the held-out 
 zeroth-order steps (:class:`~agentkit.policies.vlm.adapt.mezo.ZeroOrder`) on seeded batches of the training
 dialogues (the trainer's :func:`~agentkit.policies.vlm.train.trainer.batches`), each step two forward passes
 of the training loss (:class:`~agentkit.policies.vlm.adapt.objective.Objective`); every ``eval_every`` steps
-the held-out loss; at the end the held-out metrics again, through the engine's streaming session
-(:func:`~agentkit.policies.vlm.train.evaluate.evaluate`), and the checkpoint is saved.
+the watched loss (held-out dialogues), with which the run keeps its best point and backs off a blow-up
+(both by undoing logged steps: no weights are stored); at the end the held-out metrics again, through the
+engine's streaming session (:func:`~agentkit.policies.vlm.train.evaluate.evaluate`), and the checkpoint is
+saved.
 
 - ``mezo``: every floating-point parameter (or those ``include`` / ``exclude`` select) moves.
 - ``qzo``: the linear layers are quantised (``bits`` 8 or 4, per-output-channel scales) and only the scales
@@ -15,7 +17,8 @@ the held-out loss; at the end the held-out metrics again, through the engine's s
 Output folder ``OUT``: the checkpoint (``config.json model.safetensors tokenizer* preprocessor_config.json
 agentkit_vlm.json``, whose ``adaptation`` entry says how it was made) and ``adaptation/``: ``log.jsonl`` (per
 step: seed, projected gradient, lr, both losses: the run can be replayed from the seeds), ``eval.jsonl``
-(held-out loss), ``summary.json`` (before / after held-out loss and metrics, steps/s, peak memory).
+(watched loss, best points, backtracks), ``summary.json`` (before / after held-out loss and metrics,
+steps/s, peak memory).
 """
 
 from __future__ import annotations
@@ -59,8 +62,12 @@ class AdaptConfig(BaseModel):
         include / exclude: MeZO: regular expressions over parameter names (default: every parameter).
         biases / norms: QZO: also move the quantised layers' biases / the normalisation layers' parameters.
         state_loss / gamma: the training loss (as ``agentkit train``).
-        eval_every: steps between held-out loss measurements (0: only at the start and the end).
-        eval_dialogues: held-out dialogues scored each time (all of them at the start and the end).
+        eval_every: steps between measurements of the watched loss (held-out dialogues, else training ones).
+        eval_dialogues: dialogues watched (the whole held-out set is scored at the start and the end).
+        keep_best: end at the point of the run with the lowest watched loss (later steps are undone by
+            replaying their seeds backwards: no weights are stored).
+        backtrack: when the watched loss exceeds the best by ``backtrack_ratio`` (relative), return to the
+            best point and halve the learning rate (zeroth-order runs can drift off and blow up).
         test_fraction: share held out when ``data`` holds recordings (exported here).
         save_dtype: the saved weights' dtype; float32 by default, since zeroth-order updates are small and
             float16 could round part of them away.
@@ -94,6 +101,9 @@ class AdaptConfig(BaseModel):
     tol: float = Field(0.02, gt=0)
     max_new_tokens: int = Field(96, ge=1)
     final_eval: bool = True
+    keep_best: bool = True
+    backtrack: bool = True
+    backtrack_ratio: float = Field(0.5, gt=0)
     save_dtype: Literal["float16", "bfloat16", "float32"] = "float32"
     seed: int = 0
     threads: int | None = Field(None, ge=1)
@@ -246,6 +256,8 @@ def adapt(cfg: AdaptConfig, on_log: Callable[[dict[str, Any]], None] | None = No
         t_start = time.perf_counter()
         before = {"held_out": held_out(None), "metrics": metrics()}
         train_before = objective.of(train_set[: cfg.eval_dialogues])
+        watch = test_set[: cfg.eval_dialogues] or train_set[: cfg.eval_dialogues]  # what keep_best / backtrack watch
+        guard = _Guard(zo, objective.of(watch).loss, cfg.backtrack_ratio if cfg.backtrack else None)
         stream = batches(train_set, cfg.batch_size if len(train_set) >= cfg.batch_size else len(train_set), cfg.seed)
         memory.reset_peak()
         rss_start = memory.rss_mb()
@@ -260,8 +272,9 @@ def adapt(cfg: AdaptConfig, on_log: Callable[[dict[str, Any]], None] | None = No
                     stopped_by = "max_minutes"
                     break
                 encoded = objective.encode(next(stream))
-                lr = cfg.lr * (1 - k / cfg.steps) if cfg.lr_decay == "linear" else cfg.lr
+                lr = (cfg.lr * (1 - k / cfg.steps) if cfg.lr_decay == "linear" else cfg.lr) * guard.lr_scale
                 rec = zo.step(functools.partial(_loss, objective, encoded), lr=lr)
+                guard.records.append(rec)
                 step_seconds += rec.seconds
                 ema = rec.loss if ema is None else 0.95 * ema + 0.05 * rec.loss
                 row = {
@@ -274,9 +287,9 @@ def adapt(cfg: AdaptConfig, on_log: Callable[[dict[str, Any]], None] | None = No
                     if on_log is not None:
                         on_log(row)
                 if cfg.eval_every and rec.step % cfg.eval_every == 0 and rec.step < cfg.steps:
-                    ev = held_out(cfg.eval_dialogues)
-                    if ev is not None:
-                        _append(log_dir / "eval.jsonl", {"step": rec.step, **ev})
+                    loss = objective.of(watch).loss
+                    event = guard.check(rec.step, loss)
+                    _append(log_dir / "eval.jsonl", {"step": rec.step, "watched_loss": round(loss, 6), **event})
                 if progress is not None:
                     progress.update(rec.step, ema)
         finally:
@@ -284,10 +297,11 @@ def adapt(cfg: AdaptConfig, on_log: Callable[[dict[str, Any]], None] | None = No
                 progress.close()
         peak_steps = memory.peak_mb()
         steps_done = zo.steps
+        final_watch = objective.of(watch).loss
+        kept = guard.finish(steps_done, final_watch) if cfg.keep_best else {"kept_step": steps_done}
         after = {"held_out": held_out(None), "metrics": metrics()}
         train_after = objective.of(train_set[: cfg.eval_dialogues])
-        if after["held_out"] is not None:
-            _append(log_dir / "eval.jsonl", {"step": steps_done, **after["held_out"]})
+        _append(log_dir / "eval.jsonl", {"step": steps_done, "watched_loss": round(final_watch, 6), **kept})
         n_params = sum(p.numel() for p in adapter.model.parameters()) + sum(
             b.numel() for b in adapter.model.buffers() if not b.dtype.is_floating_point
         )
@@ -302,6 +316,9 @@ def adapt(cfg: AdaptConfig, on_log: Callable[[dict[str, Any]], None] | None = No
             "step_seconds": round(step_seconds, 1),
             "steps_per_s": round(steps_done / step_seconds, 4) if step_seconds else None,
             "forward_passes": 2 * steps_done,
+            "kept_step": kept["kept_step"],
+            "backtracks": guard.backtracks,
+            "watched": "held-out" if test_set else "train",
             "trainable_values": zo.numel,
             "model_values": int(n_params),
             "quantized": None if qsum is None else qsum.__dict__,
@@ -330,6 +347,45 @@ def adapt(cfg: AdaptConfig, on_log: Callable[[dict[str, Any]], None] | None = No
         return summary
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _Guard:
+    """Keeps the best point of a run without storing weights: the steps since the best evaluation are kept
+    as records (seed, gradient, lr) and undone by replaying them backwards (:meth:`ZeroOrder.replay`).
+
+    ``backtrack``: when the watched loss rises above ``best * (1 + ratio)`` (zeroth-order runs can drift off
+    and blow up), go back to the best point and halve the learning rate.
+    """
+
+    def __init__(self, zo: Any, start_loss: float, ratio: float | None) -> None:
+        self.zo = zo
+        self.best = start_loss
+        self.best_step = 0
+        self.ratio = ratio
+        self.records: list[Any] = []
+        self.lr_scale = 1.0
+        self.backtracks = 0
+
+    def check(self, step: int, loss: float) -> dict[str, Any]:
+        if math.isfinite(loss) and loss < self.best:
+            self.best, self.best_step = loss, step
+            self.records.clear()
+            return {"best": True}
+        if self.ratio is not None and not (math.isfinite(loss) and loss <= self.best * (1 + self.ratio)):
+            self.zo.replay(self.records, undo=True)
+            self.records.clear()
+            self.lr_scale *= 0.5
+            self.backtracks += 1
+            return {"backtrack_to": self.best_step, "lr_scale": self.lr_scale}
+        return {}
+
+    def finish(self, step: int, loss: float) -> dict[str, Any]:
+        """Undo the steps after the best point when the end is worse than it."""
+        if math.isfinite(loss) and loss <= self.best:
+            return {"kept_step": step}
+        self.zo.replay(self.records, undo=True)
+        self.records.clear()
+        return {"kept_step": self.best_step, "undone_to_best": True}
 
 
 def _json_default(v: Any) -> Any:

@@ -157,3 +157,15 @@ def test_the_source_checkpoints_own_facts_carry_over(checkpoint: Path, dataset: 
     (src / "agentkit_vlm.json").write_text(json.dumps({**meta, "prompt_style": "compact"}))
     with pytest.raises(ConfigError, match="prompt_style='full' but the checkpoint was trained with 'compact'"):
         adapt(AdaptConfig(model=str(src), data=dataset, out=tmp_path / "x", steps=1, **FAST))
+
+
+def test_a_blow_up_is_undone_from_the_seed_log(checkpoint: Path, dataset: Path, tmp_path: Path) -> None:
+    """A far too large learning rate: the run backs off to its best point and ends no worse than it began."""
+    out = tmp_path / "blowup"
+    cfg = {**FAST, "eval_every": 2}
+    s = adapt(AdaptConfig(model=str(checkpoint), data=dataset, out=out, steps=6, lr=3.0, final_eval=False, **cfg))
+    assert s["backtracks"] >= 1
+    rows = [json.loads(x) for x in (out / "adaptation" / "eval.jsonl").read_text().splitlines()]
+    assert any("backtrack_to" in r for r in rows)
+    start = s["before"]["held_out"]["loss"]
+    assert s["after"]["held_out"]["loss"] <= start + 1e-3, (start, s["after"]["held_out"]["loss"])
