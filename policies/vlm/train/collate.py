@@ -49,6 +49,8 @@ class Encoded:
             is a state token, else -1.
         positions: RoPE positions of ``prefix + rest`` as the model computes them, ``(axes, L)``.
         answers: per Response turn: the index in ``rest`` of its state token, and its label calls.
+        pointers: ``(query, key)`` index pairs in ``rest``: a token that predicts a digit of a labeled point
+            and the frame's image token the point lies in (for the optional pointer-attention loss).
     """
 
     prefix: Chunk
@@ -57,6 +59,7 @@ class Encoded:
     states: list[int]
     positions: Any
     answers: list[tuple[int, list[dict[str, Any]]]] = field(default_factory=list)
+    pointers: list[tuple[int, int]] = field(default_factory=list)
 
 
 def state_token_ids(adapter: Adapter, names: tuple[str, str, str]) -> list[int]:
@@ -113,8 +116,12 @@ def encode_dialogue(
         labels.extend(targets)
         states.extend(marks)
 
+    pointers: list[tuple[int, int]] = []
     for turn in dialogue.turns:
-        user = turn_chunks(adapter, turn.question, turn.pts, adapter.frame_chunk(load_frame(turn.frame)))
+        vision = adapter.frame_chunk(load_frame(turn.frame))
+        user = turn_chunks(adapter, turn.question, turn.pts, vision)
+        image_at = len(rest.ids) + user.types.index(1) if 1 in user.types else None
+        grid = image_grid(adapter, vision)
         add(user, [IGNORE] * len(user.ids), [-1] * len(user.ids))
         k = STATES.index(turn.state)
         sid = state_ids[k]
@@ -123,6 +130,8 @@ def encode_dialogue(
         add(Chunk([sid], [0]), [sid], [k])
         if turn.state == "response":
             ans = adapter.text_ids(turn.answer) if turn.answer else []
+            if image_at is not None and grid is not None:
+                pointers += point_pointers(adapter, ans, turn.calls, len(rest.ids), image_at, grid)
             add(Chunk(ans, [0] * len(ans)), list(ans), [-1] * len(ans))
             add(Chunk(close, [0] * len(close)), [close[0]] + [IGNORE] * (len(close) - 1), [-1] * len(close))
         else:
@@ -133,7 +142,61 @@ def encode_dialogue(
     with torch.no_grad():
         positions = adapter.reference_positions(full)
     adapter.reset_state()
-    return Encoded(prefix, rest, labels, states, positions.cpu(), answers)
+    return Encoded(prefix, rest, labels, states, positions.cpu(), answers, pointers)
+
+
+def image_grid(adapter: Adapter, vision: Chunk) -> tuple[int, int] | None:
+    """``(rows, columns)`` of a frame's image tokens when they form a row-major grid (SmolVLM / Idefics3:
+    a square; Qwen: the merged patch grid), else ``None``."""
+    n = vision.types.count(1)
+    img = vision.images[0] if vision.images else {}
+    grid = img.get("image_grid_thw")
+    if grid is not None:
+        merge = int(getattr(adapter, "merge", 2))
+        rows, cols = int(grid[0, 1]) // merge, int(grid[0, 2]) // merge
+        return (rows, cols) if rows * cols == n else None
+    side = int(round(n**0.5))
+    return (side, side) if side * side == n and adapter.arch in ("smolvlm", "idefics3") else None
+
+
+def _points(calls: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    return [
+        (float(v["x"]), float(v["y"]))
+        for c in calls
+        for v in (c.get("arguments") or {}).values()
+        if isinstance(v, dict) and set(v) == {"x", "y"}
+    ]
+
+
+def point_pointers(
+    adapter: Adapter, answer: list[int], calls: Sequence[dict[str, Any]], at: int, image_at: int, grid: tuple[int, int]
+) -> list[tuple[int, int]]:
+    """Pairs (query, key) for the pointer loss: each token from a point's ``[`` up to its last digit (each
+    predicts the next character of the point) and the image token the labeled point lies in; ``at`` and
+    ``image_at`` are where the answer and the frame's first image token sit. Empty when the answer's
+    ``[x, y]`` spans do not line up with the calls' points."""
+    pieces = [adapter.tokenizer.decode([i]) for i in answer]
+    spans: list[tuple[int, int]] = []
+    j = 0
+    while j < len(pieces):
+        if pieces[j].endswith("["):
+            k = j + 1
+            while k < len(pieces) and all(ch in "0123456789., " for ch in pieces[k]):
+                k += 1
+            if k < len(pieces) and pieces[k].startswith("]") and k > j + 1:
+                spans.append((j, k))
+            j = k
+        else:
+            j += 1
+    pts = _points(calls)
+    if len(spans) != len(pts):
+        return []
+    rows, cols = grid
+    out = []
+    for (a, b), (x, y) in zip(spans, pts, strict=True):
+        key = image_at + min(int(y * rows), rows - 1) * cols + min(int(x * cols), cols - 1)
+        out += [(at + q, key) for q in range(a, b)]
+    return out
 
 
 @dataclass
@@ -149,6 +212,7 @@ class Batch:
     labels: Any  # (B, L) long
     states: Any  # (B, L) long, -1 where the token is not a state token
     images: list[dict[str, Any]]  # processed frames in row-major order of ``ids``
+    pointers: Any = None  # (N, 3) long: row, query index in ``ids``, key index in the cache (prefix included)
     n_samples: int = 0
     n_tokens: int = 0
 
@@ -174,6 +238,7 @@ def collate(encoded: Sequence[Encoded], pad_id: int, pos_axes: int) -> Batch:
     mask[:, :p] = 1
     pos = torch.zeros((pos_axes, b, length), dtype=torch.long)
     images: list[dict[str, Any]] = []
+    pointers = [(i, q, p + k) for i, e in enumerate(encoded) for q, k in e.pointers]
     for i, e in enumerate(encoded):
         n = len(e.rest.ids)
         ids[i, :n] = torch.tensor(e.rest.ids)
@@ -199,13 +264,17 @@ def collate(encoded: Sequence[Encoded], pad_id: int, pos_axes: int) -> Batch:
         labels=labels,
         states=states,
         images=images,
+        pointers=torch.tensor(pointers, dtype=torch.long).reshape(-1, 3),
         n_samples=b,
         n_tokens=b * p + int(mask[:, p:].sum()),
     )
 
 
-def forward(model: Any, adapter: Adapter, batch: Batch) -> Any:
-    """Logits ``(B, L, vocab)`` of the batch's rows: the shared prefix once, its cache repeated per row."""
+def forward(model: Any, adapter: Adapter, batch: Batch, attentions: bool = False) -> Any:
+    """Logits ``(B, L, vocab)`` of the batch's rows: the shared prefix once, its cache repeated per row.
+
+    With ``attentions`` (the model must run eager attention) returns ``(logits, attentions)``: the rows'
+    attention probabilities of every layer, ``(B, heads, L, P + L)`` each."""
     import warnings
 
     import torch
@@ -230,10 +299,13 @@ def forward(model: Any, adapter: Adapter, batch: Batch) -> Any:
         attention_mask=batch.attention_mask.to(dev),
         past_key_values=cache,
         use_cache=True,
+        output_attentions=attentions,
         **kw,
     )
     del cache
     logits: torch.Tensor = out.logits
+    if attentions:
+        return logits, out.attentions
     return logits
 
 
@@ -244,6 +316,8 @@ __all__ = [
     "collate",
     "encode_dialogue",
     "forward",
+    "image_grid",
+    "point_pointers",
     "prefix_parts",
     "state_token_ids",
     "turn_chunks",

@@ -125,8 +125,10 @@ def evaluate(
     session = StreamSession(adapter)
     sid = torch.tensor(list(state_ids))
     frames = 0
+    per_task: dict[str, dict[str, Any]] = {}
     try:
         for d in dialogues:
+            task = per_task.setdefault(d.task, {"responses": 0, "calls_within": 0, "errors": []})
             session.reset()
             session.append(prefix_parts(adapter, d), segment=session.new_segment(0.0, pinned=True))
             pending: list[int] = []
@@ -149,6 +151,9 @@ def evaluate(
                     parsed = parse_response(res.text)
                     parse_errors += bool(parsed.errors)
                     cmp = compare_calls(list(parsed.tool_calls), turn.calls, tol)
+                    task["responses"] += 1
+                    task["calls_within"] += cmp["within"]
+                    task["errors"] += cmp["errors"]
                     n_resp += 1
                     exact += cmp["exact"]
                     within += cmp["within"]
@@ -178,6 +183,14 @@ def evaluate(
             "points_missing": missing,
             "parse_errors": parse_errors,
             "tol": tol,
+        }
+        out["tasks"] = {
+            name: {
+                "responses": t["responses"],
+                "calls_within": round(t["calls_within"] / t["responses"], 4) if t["responses"] else None,
+                "point_error_median": round(float(np.median(t["errors"])), 4) if t["errors"] else None,
+            }
+            for name, t in sorted(per_task.items())
         }
     return out
 

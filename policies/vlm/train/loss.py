@@ -113,4 +113,30 @@ def streaming_loss(
     )
 
 
-__all__ = ["LossParts", "StateLoss", "class_weights", "focal_terms", "streaming_loss"]
+def pointer_loss(attentions: Any, pointers: Any, layer: int = -1, head: int = 0) -> Any:
+    """Pointer-attention loss: ``-log`` of the attention one head of one layer pays, from each token that
+    writes a coordinate, to the image token the labeled point lies in (mean over those tokens).
+
+    Why: a point is written as digits, so the model must first *find* the object among hundreds of tokens
+    and then read where it is. From scratch, uniform attention gives the finding almost no gradient (the
+    loss sits on a plateau where the digits follow their marginal distribution); supervising one head to
+    look at the right image token (a training-only aid; inference is unchanged) lets the digits be read
+    from that token's position code.
+
+    Args:
+        attentions: per layer ``(B, heads, L, keys)`` attention probabilities.
+        pointers: ``(N, 3)`` long tensor of (row, query index, key index).
+        layer: which layer's attention (default: the last).
+        head: which head.
+    """
+    import torch
+
+    if pointers is None or pointers.numel() == 0:
+        return None
+    att = attentions[layer][:, head]
+    p = pointers.to(att.device)
+    probs = att[p[:, 0], p[:, 1], p[:, 2]].float()
+    return -torch.log(probs.clamp(min=1e-6)).mean()
+
+
+__all__ = ["LossParts", "StateLoss", "class_weights", "focal_terms", "pointer_loss", "streaming_loss"]

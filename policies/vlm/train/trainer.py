@@ -58,6 +58,9 @@ class TrainConfig(BaseModel):
         batch_size: dialogues per step.
         lr: peak learning rate (linear warm-up, cosine decay to ``lr * min_lr_ratio``).
         state_loss: ``focal`` (Streamo, ``gamma``), ``ce``, or ``weighted`` (inverse-frequency weights).
+        pointer_loss: weight of the pointer-attention loss (:func:`~.loss.pointer_loss`: one head of the last
+            layer is taught to look, from the tokens that write a point, at the image token it lies in);
+            0 disables it. Training only: the saved model runs as any other.
         lora: LoRA (``peft``) instead of full fine-tuning; default: only for pretrained models above 300 M
             parameters. From-scratch models are always trained in full.
         bf16: autocast to bfloat16 (default: on CUDA). Gradient checkpointing follows ``gradient_checkpointing``
@@ -93,6 +96,7 @@ class TrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0)
     state_loss: StateLoss = "focal"
     gamma: float = Field(2.0, ge=0)
+    pointer_loss: float = Field(0.0, ge=0)
     lora: bool | None = None
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -294,7 +298,7 @@ class Run:
         import torch
 
         from agentkit.policies.vlm.train.collate import collate, encode_dialogue, forward
-        from agentkit.policies.vlm.train.loss import streaming_loss
+        from agentkit.policies.vlm.train.loss import pointer_loss, streaming_loss
 
         cfg = self.cfg
         t0 = time.perf_counter()
@@ -305,13 +309,21 @@ class Run:
         batch = collate(enc, pad, adapter.pos_axes)
         self.t.model.train()
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        point = cfg.pointer_loss > 0 and batch.pointers is not None and batch.pointers.numel() > 0
+        if point:
+            self._attention("eager")
         with amp:
-            logits = forward(self.t.model, adapter, batch)
+            out = forward(self.t.model, adapter, batch, attentions=point)
+        logits, attentions = out if point else (out, None)
         parts = streaming_loss(
             logits, batch.labels, batch.states, self.state_ids, mode=cfg.state_loss, gamma=cfg.gamma,
             weights=self.weights,
         )  # fmt: skip
-        parts.loss.backward()
+        loss = parts.loss
+        ptr = pointer_loss(attentions, batch.pointers) if point else None
+        if ptr is not None:
+            loss = loss + cfg.pointer_loss * ptr
+        loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], cfg.grad_clip)
         self.opt.step()
         self.sched.step()
@@ -327,15 +339,24 @@ class Run:
             "state_loss": round(parts.state_loss, 5),
             "answer_loss": round(parts.answer_loss, 5),
             "state_acc": round(parts.state_correct / max(parts.state_tokens, 1), 4),
+            "pointer_loss": round(float(ptr.detach()), 5) if ptr is not None else None,
             "lr": self.sched.get_last_lr()[0],
             "samples_per_s": round(batch.n_samples / dt, 3),
             "tokens_per_s": round(batch.n_tokens / dt, 1),
             "seconds": round(self.state["seconds"], 2),
         }
 
+    def _attention(self, kind: str) -> None:
+        """Switch the model's attention implementation (eager exposes the probabilities the pointer loss
+        needs; SDPA is faster for evaluation and is what the saved checkpoint uses)."""
+        if getattr(self, "_attn", "sdpa") != kind:
+            self.t.model.set_attn_implementation(kind)
+            self._attn = kind
+
     def evaluate(self, limit: int | None) -> dict[str, Any]:
         from agentkit.policies.vlm.train.evaluate import evaluate
 
+        self._attention("sdpa")
         ds = self.test_set if limit is None else self.test_set[:limit]
         ev = evaluate(
             self.t.adapter,
@@ -350,6 +371,7 @@ class Run:
     def save_last(self) -> None:
         import torch
 
+        self._attention("sdpa")
         self.last.mkdir(parents=True, exist_ok=True)
         if self.t.peft is not None:
             self.t.peft.save_pretrained(self.last)
@@ -444,6 +466,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None = No
     styles = {prompt_style_of(d) for d in run.train_set}
     if len(styles) == 1 and None not in styles:  # the tool policies send the same prompt at run time
         meta["prompt_style"] = styles.pop()
+    run._attention("sdpa")
     save(run.t, cfg.out, dtype=cfg.save_dtype, meta=meta)
     (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -15,6 +15,7 @@ from agentkit.policies.vlm.train.dataset import Dialogue, Turn, prompt_for  # no
 
 NAMES = ("<silence>", "<standby>", "<response>")
 ANSWER = '<tool_call>\n{"name": "pick", "arguments": {"point": [0.42, 0.37]}}\n</tool_call>'
+CALLS = [{"name": "pick", "arguments": {"point": {"x": 0.42, "y": 0.37}}}]
 
 
 def _loaded(arch: str) -> Any:
@@ -33,7 +34,7 @@ def _dialogue() -> tuple[Dialogue, dict[str, np.ndarray]]:
     turns = [
         Turn(0.0, "f0.png", "standby", question="  put the block on the target "),
         Turn(0.6, "f1.png", "standby"),
-        Turn(1.3, "f2.png", "response", answer=ANSWER, calls=[{"name": "pick", "arguments": {}}]),
+        Turn(1.3, "f2.png", "response", answer=ANSWER, calls=CALLS),
         Turn(2.4, "f3.png", "silence"),
     ]
     return Dialogue("d0", "robot", "fetch", 0, "train", "", system, instruction, turns), frames
@@ -90,10 +91,29 @@ def test_training_tokens_and_positions_equal_the_engine_transcript(arch: str, mo
     assert all(enc.rest.types[j] == 0 for j, _ in targets)
 
 
-def test_batch_shares_the_prefix_and_pads_rows() -> None:
+@pytest.mark.parametrize("arch", ["qwen2_vl", "smolvlm"])
+def test_pointers_link_each_coordinate_token_to_the_image_token_of_its_point(arch: str) -> None:
+    from agentkit.policies.vlm.train.collate import image_grid
+
+    adapter = _loaded(arch).adapter
+    dialogue, frames = _dialogue()
+    enc = encode_dialogue(adapter, dialogue, frames.__getitem__, state_token_ids(adapter, NAMES))
+    pieces = [adapter.tokenizer.decode([enc.rest.ids[q]]) for q, _ in enc.pointers]
+    assert pieces[0].endswith("[") and "".join(pieces[1:]).replace(" ", "") == "0.42,0.37"
+    keys = {k for _, k in enc.pointers}
+    assert len(keys) == 1 and enc.rest.types[keys.pop()] == 1  # one image token, the point's
+    # it lies in the third frame (the Response's), at the point's row and column of the token grid
+    starts = [j for j in range(len(enc.rest.types)) if enc.rest.types[j] == 1 and enc.rest.types[j - 1] == 0]
+    rows, cols = image_grid(adapter, adapter.frame_chunk(frames["f2.png"]))
+    want = starts[2] + min(int(0.37 * rows), rows - 1) * cols + min(int(0.42 * cols), cols - 1)
+    assert enc.pointers[0][1] == want
+
+
+@pytest.mark.parametrize("arch", ["qwen2_vl", "smolvlm"])
+def test_batch_shares_the_prefix_and_pads_rows(arch: str) -> None:
     from agentkit.policies.vlm.train.collate import forward
 
-    loaded = _loaded("qwen2_vl")
+    loaded = _loaded(arch)
     adapter = loaded.adapter
     dialogue, frames = _dialogue()
     short = Dialogue(**{**dialogue.__dict__, "turns": dialogue.turns[:2]})
@@ -102,7 +122,7 @@ def test_batch_shares_the_prefix_and_pads_rows() -> None:
     pad = adapter.tokenizer.pad_token_id
     batch = collate(encs, pad, adapter.pos_axes)
     n0, n1 = len(encs[0].rest.ids), len(encs[1].rest.ids)
-    assert batch.ids.shape == (2, n0) and batch.positions.shape == (3, 2, n0)
+    assert batch.ids.shape == (2, n0) and batch.positions.shape[-2:] == (2, n0)
     assert int(batch.attention_mask[1].sum()) == len(encs[1].prefix.ids) + n1
     assert (batch.labels[1, n1:] == IGNORE).all() and len(batch.images) == 4 + 2
     logits = forward(adapter.model, adapter, batch)

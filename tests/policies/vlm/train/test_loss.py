@@ -67,3 +67,14 @@ def test_weighted_mode_and_state_accuracy() -> None:
     assert parts.state_correct == 1 and parts.state_tokens == 2
     plain = streaming_loss(logits, labels, states, state_ids, mode="ce")
     assert float(parts.loss) > float(plain.loss)  # the wrong silence counts twice
+
+
+def test_pointer_loss_is_the_mean_log_attention_on_the_target() -> None:
+    from agentkit.policies.vlm.train.loss import pointer_loss
+
+    att = torch.full((2, 3, 4, 6), 1 / 6)  # (B, heads, queries, keys): uniform
+    att[1, 0, 2] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.5, 0.5])
+    pointers = torch.tensor([[0, 1, 3], [1, 2, 5]])
+    got = float(pointer_loss([att], pointers, layer=-1, head=0))
+    assert got == pytest.approx((math.log(6) + math.log(2)) / 2, rel=1e-5)
+    assert pointer_loss([att], torch.zeros((0, 3), dtype=torch.long)) is None
