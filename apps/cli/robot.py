@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from agentkit.apps.cli.groups import app, eval_app
 # option (it would show in `ps` and shell history): --password-file, or $AGENTKIT_MQTT_PASSWORD.
 def vlm_model(policy: str, model: str | None, env: str = "fetch") -> str | None:
     """``--model``, or for ``--policy vlm`` on the one-block Fetch world without it, the shipped ``fetch``
-    checkpoint's folder (it was trained there; other worlds need ``--model``)."""
+    checkpoint's folder; this release ships none, so that raises a one-line ConfigError asking for
+    ``--model`` (other worlds always need ``--model``)."""
     if model or policy not in ("vlm", "fetch-vlm") or env != "fetch":
         return model
     from agentkit.policies.vlm.checkpoints import shipped_checkpoint
@@ -41,14 +43,18 @@ def vlm_model(policy: str, model: str | None, env: str = "fetch") -> str | None:
     return str(shipped_checkpoint("fetch"))
 
 
-def _eval(env: str, json_out: Path | None, video_episodes: str, **kw: object) -> None:
-    """Shared body of ``eval fetch`` and ``eval panda``."""
+def _eval(
+    env: str, json_out: Path | None, video_episodes: str, resolve: Callable[[], dict[str, object]], **kw: object
+) -> None:
+    """Shared body of ``eval fetch`` and ``eval panda``; ``resolve`` gives the options that may fail (the
+    model folder, the MQTT login), called inside the guard so a failure is one line."""
 
     def body() -> int:
         from agentkit.benchmarks.report import print_report
         from agentkit.benchmarks.robot import EvalConfig, evaluate, parse_indices
         from agentkit.config import validate
 
+        kw.update(resolve())
         check_writable(json_out)
         cfg = validate(EvalConfig, {"env": env, "video_episodes": parse_indices(video_episodes), **kw}, "(options)")
         with EpisodeProgress(f"{env} {cfg.policy}", cfg.episodes) as bar:
@@ -75,7 +81,9 @@ def eval_fetch(
     video_episodes: str = typer.Option("", help="episode indices to film, e.g. 0,1 (needs --record)"),
     json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
     node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name (mqtts:// for TLS)"),
-    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm (default: the shipped fetch one)"),
+    model: str | None = typer.Option(
+        None, help="checkpoint folder for --policy vlm (required: none is shipped)"
+    ),
     max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
     username: str | None = MQTT_USERNAME,
     password_file: Path | None = MQTT_PASSWORD_FILE,
@@ -84,7 +92,6 @@ def eval_fetch(
     tls_key: Path | None = MQTT_TLS_KEY,
 ) -> None:
     """Success rate, steps and seconds per episode of a policy on FetchPickAndPlace-v4 (MuJoCo)."""
-    mqtt = mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key) if node else None
     _eval(
         env,
         policy=policy,
@@ -94,9 +101,11 @@ def eval_fetch(
         video_episodes=video_episodes,
         json_out=json_out,
         node=node,
-        model=vlm_model(policy, model, env),
         max_steps=max_steps,
-        mqtt=mqtt,
+        resolve=lambda: {
+            "model": vlm_model(policy, model, env),
+            "mqtt": mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key) if node else None,
+        },
     )
 
 

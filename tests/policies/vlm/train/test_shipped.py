@@ -1,0 +1,105 @@
+"""The shipped checkpoints: small, complete, loaded by the engine, exact when streamed, useful on real pages;
+``--policy vlm`` without ``--model`` uses them (or says in one line that none is shipped); the VLM policies
+never see privileged state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from agentkit.policies.vlm.checkpoints import SHIPPED, shipped_checkpoint
+
+pytestmark = pytest.mark.vlm
+FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_is_complete_small_and_documented(name: str) -> None:
+    path = shipped_checkpoint(name)
+    for f in (*FILES, "README.md", "agentkit_vlm.json"):
+        assert (path / f).exists(), f
+    size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    assert size <= 20 * 1024 * 1024, f"{name}: {size / 1e6:.1f} MB"
+    card = (path / "README.md").read_text()
+    for heading in ("## Data", "## Training", "## Results", "## Licence"):
+        assert heading in card, heading
+    meta = json.loads((path / "agentkit_vlm.json").read_text())
+    assert meta["trained"] and not meta["random_weights"]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_streams_exactly(name: str) -> None:
+    from agentkit.policies.vlm.verify import stream_and_compare
+
+    for window in (None, 300):
+        res = stream_and_compare(str(shipped_checkpoint(name)), frames=6, window_tokens=window)
+        assert res.report.ok(1e-4), res.report
+
+
+def test_missing_shipped_checkpoint_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import agentkit.policies.vlm.checkpoints as ck
+    from agentkit.errors import ConfigError
+
+    monkeypatch.setattr(ck, "HERE", tmp_path)
+    with pytest.raises(ConfigError, match="missing from this install"):
+        ck.shipped_checkpoint("gui")
+    with pytest.raises(ConfigError, match=r"no 'fetch' checkpoint is shipped: .*--model PATH"):
+        ck.shipped_checkpoint("fetch")
+    with pytest.raises(ConfigError, match="no shipped checkpoint"):
+        ck.shipped_checkpoint("narration")
+
+
+@pytest.mark.browser
+def test_gui_checkpoint_clicks_the_button_on_real_pages() -> None:
+    """Useful on real frames, not only on its training set: click-test pages it never saw (seeds far from the
+    training ones), real Chromium, pixels only. A random clicker hits the button on ~3% of clicks."""
+    from agentkit.benchmarks.miniwob import evaluate
+    from agentkit.policies.gui.vlm import GuiVLMPolicy
+
+    results = asyncio.run(evaluate(GuiVLMPolicy(), ["click-test"], episodes=5, seed=900_000))
+    assert sum(r.success for r in results) >= 3, results
+
+
+@pytest.mark.robot
+def test_fetch_vlm_never_receives_privileged_state(monkeypatch: pytest.MonkeyPatch, tiny_qwen: Path) -> None:
+    from agentkit.benchmarks.robot import EvalConfig, evaluate
+    from agentkit.policies.robot.vlm import FetchVLMPolicy
+
+    seen: list[object] = []
+    real_step = FetchVLMPolicy.step
+
+    def spy(self: FetchVLMPolicy, frame):  # type: ignore[no-untyped-def]
+        seen.append(frame.privileged)
+        return real_step(self, frame)
+
+    monkeypatch.setattr(FetchVLMPolicy, "step", spy)
+    assert FetchVLMPolicy.privileged is False
+    report = asyncio.run(evaluate(EvalConfig(policy="vlm", model=str(tiny_qwen), episodes=2, seed=5)))
+    assert seen and all(p is None for p in seen)
+    assert report.overall["episodes"] == 2
+
+
+def test_cli_policy_vlm_without_model_uses_the_shipped_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import agentkit.apps.cli.narrate  # noqa: F401
+    import agentkit.apps.cli.robot as robot_cli
+    from agentkit.apps.cli.groups import app
+    from agentkit.errors import ConfigError
+    from agentkit.policies.gui.vlm import GuiVLMPolicy
+
+    with pytest.raises(ConfigError, match="no 'fetch' checkpoint is shipped"):
+        robot_cli.vlm_model("vlm", None)
+    assert robot_cli.vlm_model("vlm", "/x") == "/x" and robot_cli.vlm_model("pixels", None) is None
+    assert robot_cli.vlm_model("vlm", None, "panda") is None  # trained on Fetch only
+    assert GuiVLMPolicy().vlm.loaded.source == str(shipped_checkpoint("gui"))
+    r = CliRunner().invoke(app, ["narrate", "test-pattern", "--policy", "vlm", "--max-frames", "2"])
+    assert r.exit_code == 1 and "--model" in r.output  # no narration checkpoint: one clear error
+    r = CliRunner().invoke(app, ["eval", "fetch", "--policy", "vlm", "--episodes", "1"])
+    assert r.exit_code == 1 and "no 'fetch' checkpoint is shipped" in r.output, r.output
