@@ -40,8 +40,8 @@ class FetchVLMConfig(ToolVLMConfig):
 
     Attributes:
         task: the instruction, by default the Fetch pick-and-place goal.
-        max_new_tokens: 48: room for a pick and a place call in the shipped checkpoint's tokens (44 at most:
-            every digit is a token).
+        max_new_tokens: 96: room for a pick and a place call (44 to 52 tokens with the small tokenizers
+            trained here, where every digit is a token); decoding stops at the end of the turn anyway.
         ask_when_busy: show the model the frames while the robot runs a plan (it was trained to answer
             Standby on them, and its history then matches a live training stream); ``False`` answers
             Standby without the model. A Response while busy is never acted on either way.
@@ -49,7 +49,7 @@ class FetchVLMConfig(ToolVLMConfig):
     """
 
     task: str = TOOL_PROMPTS["robot"].instruction
-    max_new_tokens: MaxNewTokens = 48
+    max_new_tokens: MaxNewTokens = 96
     ask_when_busy: bool = True
     patience: int = Field(8, ge=1)
 

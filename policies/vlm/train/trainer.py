@@ -346,6 +346,13 @@ class Run:
             "seconds": round(self.state["seconds"], 2),
         }
 
+    def style_meta(self) -> dict[str, str]:
+        """``{"prompt_style": ...}`` when every training dialogue used one style (the tool policies then send
+        the same prompt at run time), for the final checkpoint and the resumable one alike."""
+        styles = {prompt_style_of(d) for d in self.train_set}
+        style = styles.pop() if len(styles) == 1 else None
+        return {"prompt_style": style} if style is not None else {}
+
     def _attention(self, kind: str) -> None:
         """Switch the model's attention implementation (eager exposes the probabilities the pointer loss
         needs; SDPA is faster for evaluation and is what the saved checkpoint uses)."""
@@ -379,7 +386,7 @@ class Run:
         else:
             from agentkit.policies.vlm.train.model import save
 
-            save(self.t, self.last, dtype="float32")
+            save(self.t, self.last, dtype="float32", meta=self.style_meta())
         torch.save(
             {
                 "optimizer": self.opt.state_dict(),
@@ -463,9 +470,7 @@ def train(cfg: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None = No
     meta: dict[str, Any] = {
         "training": {k: summary[k] for k in ("steps", "seconds", "samples_per_s", "parameters", "lora")}
     }
-    styles = {prompt_style_of(d) for d in run.train_set}
-    if len(styles) == 1 and None not in styles:  # the tool policies send the same prompt at run time
-        meta["prompt_style"] = styles.pop()
+    meta.update(run.style_meta())
     run._attention("sdpa")
     save(run.t, cfg.out, dtype=cfg.save_dtype, meta=meta)
     (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))

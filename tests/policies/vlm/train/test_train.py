@@ -44,6 +44,8 @@ def test_a_trained_checkpoint_is_a_complete_folder(trained: tuple[Path, dict]) -
     meta = json.loads((out / "agentkit_vlm.json").read_text())
     assert meta["trained"] and meta["arch"] == "qwen2_vl" and meta["dtype"] == "float16"
     assert meta["prompt_style"] == "compact"  # what the data was exported with
+    last = json.loads((out / "training" / "last" / "agentkit_vlm.json").read_text())
+    assert last["prompt_style"] == "compact"  # the resumable checkpoint runs with the same prompt
     rows = [json.loads(x) for x in (out / "training" / "eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
 
