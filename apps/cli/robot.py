@@ -34,8 +34,7 @@ from agentkit.apps.cli.groups import app, eval_app
 # option (it would show in `ps` and shell history): --password-file, or $AGENTKIT_MQTT_PASSWORD.
 def vlm_model(policy: str, model: str | None, env: str = "fetch") -> str | None:
     """``--model``, or for ``--policy vlm`` on the one-block Fetch world without it, the shipped ``fetch``
-    checkpoint's folder; this release ships none, so that raises a one-line ConfigError asking for
-    ``--model`` (other worlds always need ``--model``)."""
+    checkpoint's folder (it was trained there; other worlds need ``--model``)."""
     if model or policy not in ("vlm", "fetch-vlm") or env != "fetch":
         return model
     from agentkit.policies.vlm.checkpoints import shipped_checkpoint
@@ -82,7 +81,7 @@ def eval_fetch(
     json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
     node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name (mqtts:// for TLS)"),
     model: str | None = typer.Option(
-        None, help="checkpoint folder for --policy vlm (required: none is shipped)"
+        None, help="checkpoint folder for --policy vlm (default: the shipped fetch one)"
     ),
     max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
     username: str | None = MQTT_USERNAME,

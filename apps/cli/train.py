@@ -94,7 +94,7 @@ def data_stats(
 def data_eval(
     dataset: Path = typer.Argument(..., help="an exported dataset folder"),
     model: str | None = typer.Option(None, help="checkpoint folder (default: the shipped one of --shipped)"),
-    shipped: str | None = typer.Option(None, help="a shipped checkpoint: gui"),
+    shipped: str | None = typer.Option(None, help="a shipped checkpoint: gui | fetch"),
     split: str = typer.Option("test", help="test | train | all"),
     limit: int | None = typer.Option(None, help="at most this many dialogues"),
     responses: bool = typer.Option(True, help="decode the Responses (point error, call match)"),

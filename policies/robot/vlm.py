@@ -7,11 +7,10 @@ adds what is robot-specific: the system prompt listing the tools, the task as th
 acting while the robot is still running the last plan, knowing when the model says the task is done,
 and keeping nothing but robot tool calls.
 
-Without ``model`` it looks for the shipped ``fetch`` checkpoint (:mod:`agentkit.policies.vlm.checkpoints`);
-this release ships none (CPU training did not reach usable pick points), so ``model`` is required for
-now; train one with ``agentkit train`` on ``fetch`` recordings (``docs/training.md``). The policy is not
-privileged: it sees ``Frame.image`` and the robot's status (busy, actions done), never the
-scene state.
+Without ``model`` it loads the shipped ``fetch`` checkpoint (:mod:`agentkit.policies.vlm.checkpoints`),
+trained here on ``fetch-pixels`` recordings: pixels in, ``home`` / ``pick`` / ``place`` calls out
+(``docs/training.md``). The policy is not privileged: it sees ``Frame.image`` and the robot's status (busy,
+actions done), never the scene state.
 """
 
 from __future__ import annotations
@@ -61,6 +60,7 @@ class FetchVLMPolicy(ToolVLMPolicy):
     or push): the model says the task is finished, and a runner may end the episode.
 
     Example:
+        >>> policy = FetchVLMPolicy()  # the shipped fetch checkpoint  # doctest: +SKIP
         >>> policy = FetchVLMPolicy("/path/to/checkpoint", response_threshold=0.5)  # doctest: +SKIP
     """
 
