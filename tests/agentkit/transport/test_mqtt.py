@@ -280,11 +280,11 @@ def test_cancelling_a_remote_call_stops_the_robot(broker, robot):
         try:
             top = robot.sim.object_pos + np.array([0, 0, 0.025])
             call = asyncio.create_task(box.run(ToolCall("pick", {"xyz": top.tolist()})))
-            for _ in range(100):  # wait (up to 5 s on a loaded machine) until the node runs the pick
-                if robot.busy == 1:
+            for _ in range(300):  # wait (up to 15 s on a loaded machine) until the node runs the pick
+                if robot.busy == 1 or call.done():
                     break
                 await asyncio.sleep(0.05)
-            assert robot.busy == 1
+            assert robot.busy == 1, call.result() if call.done() else "the node never started the pick"
             await asyncio.sleep(0.2)
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
