@@ -9,7 +9,7 @@ trained on CPU by ``agentkit train`` from this project's own recorded episodes (
 
 - ``gui``: MiniWoB++ screenshots -> Silence / Standby / Response + GUI tool calls (``vlm-gui``); 0.53 on
   six MiniWoB++ tasks.
-- ``fetch``: Fetch camera frames -> home / pick / place calls (``fetch-vlm``); 0.74-0.76 on Fetch.
+- ``fetch``: Fetch camera frames -> home / pick / place calls (``fetch-vlm``); 0.71 on Fetch.
 
 Example:
     >>> from agentkit.policies.vlm.checkpoints import SHIPPED
