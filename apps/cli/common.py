@@ -119,6 +119,8 @@ class EpisodeProgress:
 
 
 # -- MQTT login and TLS, the same options on every command that talks to a broker ------------------------
+# The password itself is never an option (it would show in `ps` and shell history): --password-file, or
+# $AGENTKIT_MQTT_PASSWORD.
 MQTT_USERNAME = typer.Option(None, "--username", envvar="AGENTKIT_MQTT_USERNAME", help="MQTT login")
 MQTT_PASSWORD_FILE = typer.Option(
     None,

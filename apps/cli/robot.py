@@ -30,8 +30,6 @@ from agentkit.apps.cli.dashboard import DASHBOARD_OPTION, DASHBOARD_PUBLIC_OPTIO
 from agentkit.apps.cli.groups import app, eval_app
 
 
-# MQTT login and TLS, the same on every command that talks to a broker. The password itself is never an
-# option (it would show in `ps` and shell history): --password-file, or $AGENTKIT_MQTT_PASSWORD.
 def vlm_model(policy: str, model: str | None, env: str = "fetch") -> str | None:
     """``--model``, or for ``--policy vlm`` on the one-block Fetch world without it, the shipped ``fetch``
     checkpoint's folder (it was trained there; other worlds need ``--model``)."""
@@ -80,9 +78,7 @@ def eval_fetch(
     video_episodes: str = typer.Option("", help="episode indices to film, e.g. 0,1 (needs --record)"),
     json_out: Path | None = typer.Option(None, "--json", help="write the report JSON here"),
     node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name (mqtts:// for TLS)"),
-    model: str | None = typer.Option(
-        None, help="checkpoint folder for --policy vlm (default: the shipped fetch one)"
-    ),
+    model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm (default: the shipped fetch one)"),
     max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
     username: str | None = MQTT_USERNAME,
     password_file: Path | None = MQTT_PASSWORD_FILE,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from agentkit.policies.vlm.adapters.base import Adapter, Chunk
-from agentkit.policies.vlm.train.dataset import STATES, Dialogue
+from agentkit.policies.vlm.train.dataset import STATES, Dialogue, is_label_point
 
 IGNORE = -100
 """Label of a token that is not a target."""
@@ -161,10 +161,7 @@ def image_grid(adapter: Adapter, vision: Chunk) -> tuple[int, int] | None:
 
 def _points(calls: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
     return [
-        (float(v["x"]), float(v["y"]))
-        for c in calls
-        for v in (c.get("arguments") or {}).values()
-        if isinstance(v, dict) and set(v) == {"x", "y"}
+        (float(v["x"]), float(v["y"])) for c in calls for v in (c.get("arguments") or {}).values() if is_label_point(v)
     ]
 
 

@@ -52,6 +52,13 @@ STATES = ("silence", "standby", "response")
 DOMAINS = ("gui", "robot", "narration")
 POINT_FORMAT = "showui"
 """How points are written in answers: ``[x, y]`` normalized, two decimals (ShowUI's form)."""
+
+
+def is_label_point(value: Any) -> bool:
+    """Whether a label call's argument is a point: ``{"x": ..., "y": ...}`` in normalized units."""
+    return isinstance(value, dict) and set(value) == {"x", "y"}
+
+
 OUTPUT_NAMES = ("dialogues.parquet", "dialogues.jsonl", "frames", "stats.json", "datasheet.md")
 
 
@@ -522,6 +529,7 @@ __all__ = [
     "dialogue_from_recording",
     "export",
     "find_recordings",
+    "is_label_point",
     "load_dialogues",
     "prompt_for",
     "read_recording",

@@ -27,11 +27,7 @@ import numpy as np
 
 from agentkit.policies.vlm.adapters.base import Adapter, Chunk
 from agentkit.policies.vlm.train.collate import prefix_parts, turn_chunks
-from agentkit.policies.vlm.train.dataset import POINT_FORMAT, STATES, Dialogue
-
-
-def _is_point(v: Any) -> bool:
-    return isinstance(v, dict) and set(v) == {"x", "y"}
+from agentkit.policies.vlm.train.dataset import POINT_FORMAT, STATES, Dialogue, is_label_point
 
 
 def compare_calls(pred: Sequence[Any], label: Sequence[dict[str, Any]], tol: float) -> dict[str, Any]:
@@ -50,8 +46,8 @@ def compare_calls(pred: Sequence[Any], label: Sequence[dict[str, Any]], tol: flo
         within = within and same
         for key, lv in lc.arguments.items():
             pv = pc.arguments.get(key) if same and pc is not None else None
-            if _is_point(lv):
-                if pv is not None and _is_point(pv):
+            if is_label_point(lv):
+                if pv is not None and is_label_point(pv):
                     err = math.hypot(float(pv["x"]) - float(lv["x"]), float(pv["y"]) - float(lv["y"]))
                     errors.append(err)
                     within = within and err <= tol
