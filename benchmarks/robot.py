@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentkit.annotate import AnnotatedVideoSink
 from agentkit.benchmarks.report import Report
@@ -64,6 +64,13 @@ class EvalConfig(BaseModel):
     height: int = 240
     timeout_s: float = Field(30.0, gt=0)
     env: str = "fetch"
+    place_noise: float = Field(0.0, ge=0.0, le=0.5)  # move each episode's first executed place (DART recording)
+
+    @model_validator(mode="after")
+    def _noise_is_local(self) -> EvalConfig:
+        if self.place_noise and self.node:
+            raise ValueError("place_noise perturbs the simulation in this process; it cannot be used with --node")
+        return self
 
 
 def parse_indices(text: str | None) -> set[int]:
@@ -147,12 +154,19 @@ async def evaluate(cfg: EvalConfig, on_episode: Callable[[EpisodeResult], None] 
             sim = make_sim(cfg.env, cfg.width, cfg.height)
             closers.append(sim.close)
             robot = RobotArm(sim)
-            env = ArmEpisodeEnv(robot, robot_toolbox(robot, timeout_s=cfg.timeout_s), max_steps=cfg.max_steps)
+            env = ArmEpisodeEnv(
+                robot,
+                robot_toolbox(robot, timeout_s=cfg.timeout_s),
+                max_steps=cfg.max_steps,
+                place_noise=cfg.place_noise,
+            )
         for i in range(cfg.episodes):
             seed = cfg.seed + i
             sinks: list[Sink] = []
             if cfg.record:
-                meta = {"benchmark": "robot", "env": cfg.env, "policy": cfg.policy, "seed": seed}
+                meta: dict[str, Any] = {"benchmark": "robot", "env": cfg.env, "policy": cfg.policy, "seed": seed}
+                if cfg.place_noise:
+                    meta["place_noise"] = cfg.place_noise
                 sinks.append(Recorder(cfg.record / f"{cfg.env}-{seed}", fps=5.0, meta=meta))
             video = None
             if cfg.record and i in cfg.video_episodes:

@@ -80,6 +80,11 @@ def eval_fetch(
     node: str | None = typer.Option(None, help="run on a robot node: mqtt://host:port/name (mqtts:// for TLS)"),
     model: str | None = typer.Option(None, help="checkpoint folder for --policy vlm (default: the shipped fetch one)"),
     max_steps: int = typer.Option(300, help="control steps per episode (0.04 s each)"),
+    place_noise: float = typer.Option(
+        0.0,
+        help="move each episode's first executed place point by up to this much (normalized; the recorded "
+        "decision is unchanged): records recoveries from a missed placement (DART)",
+    ),
     username: str | None = MQTT_USERNAME,
     password_file: Path | None = MQTT_PASSWORD_FILE,
     tls_ca: Path | None = MQTT_TLS_CA,
@@ -97,6 +102,7 @@ def eval_fetch(
         json_out=json_out,
         node=node,
         max_steps=max_steps,
+        place_noise=place_noise,
         resolve=lambda: {
             "model": vlm_model(policy, model, env),
             "mqtt": mqtt_auth(username, password_file, tls_ca, tls_cert, tls_key) if node else None,

@@ -30,6 +30,9 @@ def data_export(
     keep_text: bool = typer.Option(False, help="keep a Response's free text before its tool calls"),
     domain: str | None = typer.Option(None, help="gui | robot | narration (default: from each meta.json)"),
     prompt_style: str = typer.Option("full", help="tools in the system prompt: full (JSON schemas) | compact"),
+    successful_only: bool = typer.Option(
+        False, help="leave out episodes their run's report marks as failed (kept when no report says)"
+    ),
     force: bool = typer.Option(False, help="replace an earlier export in --out"),
 ) -> None:
     """Turn recordings into a Streamo dataset: dialogues.parquet (+ .jsonl), frames/, stats.json, datasheet.md."""
@@ -57,6 +60,7 @@ def data_export(
                 keep_text=keep_text,
                 domain=domain,
                 prompt_style=prompt_style,
+                successful_only=successful_only,
                 force=force,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
             )

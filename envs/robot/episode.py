@@ -15,12 +15,34 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from agentkit.envs.robot.arm import RobotArm
 from agentkit.episode import Outcome, StepInfo
 from agentkit.errors import SourceError
 from agentkit.tooling import ToolBox
 from agentkit.transport.mqtt.link import RobotLink
-from agentkit.types import ActorStatus, Frame, ToolCall
+from agentkit.types import ActorStatus, Frame, Point, ToolCall
+
+
+def perturb_place(call: ToolCall, radius: float, rng: np.random.Generator) -> ToolCall:
+    """``call`` with its ``point`` moved ``radius * U(0.5, 1)`` in a random direction (kept inside the frame).
+
+    Why: demonstrations of a policy that never misses never show what to do after a miss, so a model
+    cloned from them answers Silence once its own placement lands off the target. Injecting noise into
+    the executed action while the policy's own decision stays the label (DART, Laskey et al. 2017) puts
+    the demonstrator in the states the learner will reach, and records it recovering from them.
+    """
+    point = call.arguments.get("point")
+    if isinstance(point, dict):
+        point = Point(float(point["x"]), float(point["y"]))
+    if not isinstance(point, Point):
+        return call
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    r = radius * rng.uniform(0.5, 1.0)
+    x = float(np.clip(point.x + r * np.cos(angle), 0.02, 0.98))
+    y = float(np.clip(point.y + r * np.sin(angle), 0.02, 0.98))
+    return ToolCall(call.name, {**call.arguments, "point": Point(round(x, 4), round(y, 4))}, call.id)
 
 
 async def _run_calls(toolbox: ToolBox, calls: Sequence[ToolCall], seq: int) -> StepInfo:
@@ -35,11 +57,27 @@ async def _run_calls(toolbox: ToolBox, calls: Sequence[ToolCall], seq: int) -> S
 
 
 class ArmEpisodeEnv:
-    """The simulation in this process; frames are rendered on demand."""
+    """The simulation in this process; frames are rendered on demand.
 
-    def __init__(self, robot: RobotArm, toolbox: ToolBox, *, max_steps: int = 300, instruction: str = "") -> None:
+    ``place_noise`` > 0 moves the executed point of each episode's first ``place`` (see
+    :func:`perturb_place`, seeded by the episode's seed); the policy's decision, and so the recording's
+    label, is left as it was.
+    """
+
+    def __init__(
+        self,
+        robot: RobotArm,
+        toolbox: ToolBox,
+        *,
+        max_steps: int = 300,
+        instruction: str = "",
+        place_noise: float = 0.0,
+    ) -> None:
         self.robot, self.toolbox, self.max_steps, self.instruction = robot, toolbox, max_steps, instruction
+        self.place_noise = place_noise
         self._seq = 0
+        self._rng = np.random.default_rng()
+        self._noisy_places = 0
 
     def _frame(self) -> Frame:
         sim = self.robot.sim
@@ -50,11 +88,19 @@ class ArmEpisodeEnv:
     async def reset(self, *, seed: int | None = None) -> tuple[Frame, dict[str, Any]]:
         """A seeded episode; ``info["instruction"]`` is the world's own (``fetch-multi``) or the one given."""
         self.robot.reset(seed=seed)
+        self._rng = np.random.default_rng(None if seed is None else [seed, 0x5EED])
+        self._noisy_places = 1 if self.place_noise > 0 else 0
         instruction = getattr(self.robot.sim, "instruction", "") or self.instruction
         return self._frame(), {"seed": seed, "instruction": instruction}
 
+    def _executed(self, call: ToolCall) -> ToolCall:
+        if call.name != "place" or self._noisy_places <= 0:
+            return call
+        self._noisy_places -= 1
+        return perturb_place(call, self.place_noise, self._rng)
+
     async def step(self, calls: Sequence[ToolCall]) -> tuple[Frame | None, float, bool, bool, StepInfo]:
-        info = await _run_calls(self.toolbox, calls, self._seq)
+        info = await _run_calls(self.toolbox, [self._executed(c) for c in calls], self._seq)
         frame = self._frame()
         return frame, 0.0, False, self.robot.sim.steps >= self.max_steps, info
 

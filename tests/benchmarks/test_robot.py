@@ -149,3 +149,52 @@ def test_new_instruction_interrupts_a_running_pick_and_the_task_still_succeeds(r
     assert names.index("open_gripper") < len(names) - 2  # then the re-plan: home, pick, place
     assert names == ["home", "open_gripper", "home", "pick", "place"], names
     assert robot.sim.is_success(), events
+
+
+def test_perturb_place_moves_the_point_within_the_radius_and_inside_the_frame():
+    from agentkit.envs.robot.episode import perturb_place
+    from agentkit.types import Point, ToolCall
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        moved = perturb_place(ToolCall("place", {"point": {"x": 0.5, "y": 0.5}}), 0.2, rng)
+        p = moved.arguments["point"]
+        assert isinstance(p, Point) and 0.1 - 1e-3 <= np.hypot(p.x - 0.5, p.y - 0.5) <= 0.2 + 1e-3
+    corner = perturb_place(ToolCall("place", {"point": Point(0.01, 0.99)}), 0.4, rng).arguments["point"]
+    assert 0.02 <= corner.x <= 0.98 and 0.02 <= corner.y <= 0.98
+    xyz = ToolCall("place", {"xyz": [1.3, 0.7, 0.42]})
+    assert perturb_place(xyz, 0.2, rng) is xyz  # no image point: nothing to move
+
+
+def test_place_noise_moves_only_the_first_executed_place_and_the_demonstrator_recovers(robot):
+    """DART recording: the decision (the label) keeps the policy's point; the executed one is moved; the
+    pixels policy sees the miss and plans again, and its second place runs as decided."""
+    from agentkit.envs.robot.episode import ArmEpisodeEnv
+    from agentkit.episode import run_episode
+    from agentkit.policy import make_policy
+    from agentkit.sinks import Sink
+    from agentkit.tools.robot import robot_toolbox
+
+    env = ArmEpisodeEnv(robot, robot_toolbox(robot), place_noise=0.25)
+    seen: list[dict] = []
+
+    class Decisions(Sink):
+        def on_decision(self, decision, frame):
+            seen.append(decision.to_dict())
+
+    r = asyncio.run(run_episode(env, make_policy("fetch-pixels"), seed=11, sinks=[Decisions()]))
+    decided = [c["arguments"]["point"] for d in seen for c in d.get("tool_calls", []) if c["name"] == "place"]
+    executed = [a["call"]["arguments"]["point"] for a in r.actions if a["call"]["name"] == "place"]
+    assert len(decided) == 2 and len(executed) == 2, (decided, executed)  # a miss, then a second plan
+    assert np.hypot(executed[0]["x"] - decided[0]["x"], executed[0]["y"] - decided[0]["y"]) >= 0.125 - 1e-3
+    assert executed[1] == pytest.approx(decided[1])
+    assert r.success, r.errors
+
+
+def test_place_noise_is_refused_with_a_robot_node():
+    from agentkit.benchmarks.robot import EvalConfig
+    from agentkit.config import validate
+    from agentkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="place_noise"):
+        validate(EvalConfig, {"place_noise": 0.2, "node": "mqtt://127.0.0.1:1883/arm"}, "(options)")

@@ -207,28 +207,42 @@ def _domain(meta: dict[str, Any]) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _report_instructions(report: Path) -> dict[Any, str]:
-    """Seed -> instruction of the episode rows of an ``eval.json`` report (read once per report)."""
+def _report_rows(report: Path) -> dict[Any, dict[str, Any]]:
+    """Seed -> episode row of an ``eval.json`` report (read once per report)."""
     try:
         rows = json.loads(report.read_text()).get("episodes") or []
     except (json.JSONDecodeError, OSError):
         rows = []
-    return {row.get("seed"): str(row.get("instruction") or "") for row in rows if isinstance(row, dict)}
+    return {row.get("seed"): row for row in rows if isinstance(row, dict)}
+
+
+def _episode_row(rec_dir: Path, seed: int | None) -> dict[str, Any] | None:
+    """The run's own row for this episode: ``episode.json`` (eval miniwob) or the ``eval.json`` report
+    beside the recordings (eval fetch); ``None`` for an app's recording."""
+    episode = rec_dir / "episode.json"
+    if episode.exists():
+        row = json.loads(episode.read_text())
+        return row if isinstance(row, dict) else None
+    report = rec_dir.parent / "eval.json"
+    if report.exists():
+        return _report_rows(report.resolve()).get(seed)
+    return None
 
 
 def _instruction(rec_dir: Path, meta: dict[str, Any], seed: int | None) -> str:
     """The instruction the runner gave at the start of the stream, from the files the runs write."""
-    episode = rec_dir / "episode.json"  # eval miniwob: one per episode
-    if episode.exists():
-        return str(json.loads(episode.read_text()).get("instruction") or "")
-    if meta.get("app") == "robot":  # agentkit robot: the task, given at stream time 0
+    if meta.get("app") == "robot" and not (rec_dir / "episode.json").exists():  # agentkit robot: the task
         return str(meta.get("task") or "")
-    report = rec_dir.parent / "eval.json"  # eval fetch: the report's episode rows
-    if report.exists():
-        found = _report_instructions(report.resolve()).get(seed)
-        if found is not None:
-            return found
+    row = _episode_row(rec_dir, seed)
+    if row is not None and row.get("instruction") is not None:
+        return str(row.get("instruction") or "")
     return str(meta.get("instruction") or "")
+
+
+def episode_succeeded(rec: Recording) -> bool | None:
+    """Whether the recorded episode reached its goal, from the run's report (``None``: no report says)."""
+    row = _episode_row(rec.dir, rec.seed)
+    return None if row is None or "success" not in row else bool(row["success"])
 
 
 def read_recording(rec_dir: str | Path, domain: str | None = None) -> Recording:
@@ -347,6 +361,7 @@ def export(
     keep_text: bool = False,
     domain: str | None = None,
     prompt_style: str = "full",
+    successful_only: bool = False,
     force: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -362,6 +377,8 @@ def export(
         domain: ``gui`` / ``robot`` / ``narration`` for every recording (default: from each ``meta.json``).
         prompt_style: how the tools are described in the system prompt (``full`` JSON schemas, ``compact``
             one line per tool); the trained checkpoint records it and the run-time policy sends the same.
+        successful_only: leave out episodes the run's report marks as failed (a demonstration that failed
+            teaches its mistakes); recordings without a report are kept.
         force: replace an earlier export in ``out``.
         on_progress: called with (done, total) after each recording.
 
@@ -391,8 +408,14 @@ def export(
     dialogues: list[Dialogue] = []
     ids: Counter[str] = Counter()
     skipped: list[str] = []
+    failed: list[str] = []
     for n, rec_dir in enumerate(dirs, 1):
         rec = read_recording(rec_dir, domain)
+        if successful_only and episode_succeeded(rec) is False:
+            failed.append(str(rec_dir))
+            if on_progress is not None:
+                on_progress(n, len(dirs))
+            continue
         ids[rec_dir.name] += 1
         did = rec_dir.name if ids[rec_dir.name] == 1 else f"{rec_dir.name}-{ids[rec_dir.name]}"
         dlg = dialogue_from_recording(
@@ -428,6 +451,8 @@ def export(
         "prompt_style": prompt_style,
         "point_format": POINT_FORMAT,
         "skipped": skipped,
+        "successful_only": successful_only,
+        "failed_left_out": failed,
     }
     (out / "stats.json").write_text(json.dumps(st, indent=2))
     (out / "datasheet.md").write_text(datasheet(st))
@@ -498,6 +523,11 @@ def datasheet(st: dict[str, Any]) -> str:
         f"longest dialogue: {ex.get('max_turns')} turns",
         f"- held out: {ex.get('test_fraction')} of the episodes (by a hash of the episode id)",
         f"- system prompt: the run-time policy's, tools described `{ex.get('prompt_style', 'full')}`",
+        *(
+            [f"- failed episodes left out (`--successful-only`): {len(ex.get('failed_left_out', []))}"]
+            if ex.get("successful_only")
+            else []
+        ),
         f"- domains: {', '.join(f'{k} ({v})' for k, v in st['domains'].items())}",
         "- labels: the experts' own states (Fetch: Response on the frame a plan is made, Standby while the robot",
         "  runs it, Silence when done; MiniWoB++ oracle: Response on every frame of a turn-based episode;",

@@ -128,3 +128,19 @@ def test_cli_export_and_stats(recordings: Path, tmp_path: Path) -> None:
     assert st["states"] == {"silence": 8, "standby": 0, "response": 16} and st["export"]["fps"] == 2.0
     r = CliRunner().invoke(app, ["data", "export", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert r.exit_code == 1 and "error: no such recording folder" in r.output
+
+
+def test_successful_only_leaves_out_the_episodes_the_report_marks_failed(recordings: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "rec"
+    shutil.copytree(recordings / "fetch", root)  # seeds 1000..1007, as `eval fetch --record` lays them out
+    rows = [{"seed": 1000 + s, "success": s != 2, "instruction": ""} for s in range(8)]
+    (root / "eval.json").write_text(json.dumps({"benchmark": "robot", "episodes": rows}))
+    st = export([root], tmp_path / "all")
+    assert st["episodes"] == 8  # off by default: every recording is kept
+    st = export([root], tmp_path / "ok", successful_only=True)
+    assert st["episodes"] == 7
+    assert [Path(p).name for p in st["export"]["failed_left_out"]] == ["fetch-1002"]
+    assert "failed episodes left out (`--successful-only`): 1" in (tmp_path / "ok" / "datasheet.md").read_text()
+    assert "fetch-1002" not in {d.id for d in load_dialogues(tmp_path / "ok")}

@@ -64,6 +64,21 @@ def test_gui_checkpoint_clicks_the_button_on_real_pages() -> None:
     assert sum(r.success for r in results) >= 3, results
 
 
+@pytest.mark.browser
+def test_gui_checkpoint_types_the_name_the_instruction_gives() -> None:
+    """enter-text on unseen pages: the name to type must come from this episode's instruction; a model that
+    memorized names instead of copying them types a wrong one (the run before this checkpoint scored 0 of
+    20 on enter-text)."""
+    from agentkit.benchmarks.miniwob import evaluate
+    from agentkit.policies.gui.vlm import GuiVLMPolicy
+
+    results = asyncio.run(evaluate(GuiVLMPolicy(), ["enter-text"], episodes=5, seed=900_000))
+    typed = [a["call"]["arguments"]["text"] for r in results for a in r.actions if a["call"]["name"] == "type"]
+    wanted = [r.instruction.split('"')[1] for r in results]
+    assert sum(t in wanted for t in typed) >= 3, (typed, wanted)
+    assert sum(r.success for r in results) >= 3, results
+
+
 @pytest.mark.robot
 def test_fetch_checkpoint_picks_the_block_on_a_real_frame() -> None:
     """A quick sanity check (not the evaluation): home first, then a pick near the block, from pixels only."""
