@@ -178,6 +178,7 @@ def verify_stream(
 
         from agentkit.policies.vlm.build import build_tiny
         from agentkit.policies.vlm.loading import load
+        from agentkit.policies.vlm.reference import RTOL
         from agentkit.policies.vlm.verify import stream_and_compare
 
         if (model is None) == (arch is None):
@@ -204,7 +205,8 @@ def verify_stream(
         bad = False
         what = f"tiny random {arch} checkpoint" if arch else src
         src_frames = f"frames of {video}" if video else "random frames"
-        typer.echo(f"verify stream: {loaded.arch} ({what}), {results[0].report.frames} {src_frames}, tolerance {tol:g}")
+        tolerance = f"tolerance {tol:g} + {RTOL:g}·|logit|"
+        typer.echo(f"verify stream: {loaded.arch} ({what}), {results[0].report.frames} {src_frames}, {tolerance}")
         for r in results:
             ok = r.report.ok(tol)
             bad |= not ok
@@ -219,7 +221,7 @@ def verify_stream(
                 if str(loaded.adapter.dtype) == "torch.float32"
                 else " (expected in half precision: use --dtype float32)"
             )
-            fail(f"incremental logits differ from the full forward by more than {tol:g}{hint}")
+            fail(f"incremental logits differ from the full forward by more than {tol:g} + {RTOL:g}·|logit|{hint}")
         return 0
 
     run_guarded(run)

@@ -82,6 +82,17 @@ def test_vlm_wrong_positions_are_detected(ckpt) -> None:
     ad.positions = types.MethodType(text_positions, ad)
     rep = stream_and_compare(loaded, frames=6).report
     assert rep.max_abs_diff > 1e-2 and rep.max_position_diff > 0
+    assert rep.max_excess > 1e-2 and not rep.ok()  # the relative part of the tolerance does not hide it
+
+
+def test_exactness_tolerance_is_absolute_plus_relative_to_the_logit() -> None:
+    from agentkit.policies.vlm.reference import ExactnessReport
+
+    sharp = ExactnessReport(1.08e-4, 0, 100, 4, False, max_excess=1.08e-4 - 1e-5 * 25)  # |logit| 25
+    assert sharp.ok(1e-4)
+    assert not ExactnessReport(3e-4, 0, 100, 4, False, max_excess=2e-4).ok(1e-4)
+    assert not ExactnessReport(1.08e-4, 0, 100, 4, False).ok(1e-4)  # not measured: absolute only
+    assert not ExactnessReport(0.0, 1, 100, 4, False, max_excess=0.0).ok(1e-4)  # a position mismatch
 
 
 def test_vlm_zero_shot_probe_is_removed(ckpt) -> None:
