@@ -20,7 +20,7 @@ from agentkit.errors import ToolError
 from agentkit.types import ActionResult, Point, ToolCall
 
 
-def _to_point(value: Any) -> Point:
+def to_point(value: Any) -> Point:
     """Accept ``Point``, ``{"x":..,"y":..}`` or ``[x, y]`` in normalized coordinates."""
     if isinstance(value, Point):
         return value
@@ -33,7 +33,7 @@ def _to_point(value: Any) -> Point:
 
 NormPoint = Annotated[
     Point,
-    BeforeValidator(_to_point),
+    BeforeValidator(to_point),
     PlainSerializer(lambda p: p.to_dict(), return_type=dict),
 ]
 """A pydantic field type for a point in normalized [0, 1] image coordinates."""

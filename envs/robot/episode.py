@@ -20,7 +20,7 @@ import numpy as np
 from agentkit.envs.robot.arm import RobotArm
 from agentkit.episode import Outcome, StepInfo
 from agentkit.errors import SourceError
-from agentkit.tooling import ToolBox
+from agentkit.tooling import ToolBox, to_point
 from agentkit.transport.mqtt.link import RobotLink
 from agentkit.types import ActorStatus, Frame, Point, ToolCall
 
@@ -33,10 +33,9 @@ def perturb_place(call: ToolCall, radius: float, rng: np.random.Generator) -> To
     the executed action while the policy's own decision stays the label (DART, Laskey et al. 2017) puts
     the demonstrator in the states the learner will reach, and records it recovering from them.
     """
-    point = call.arguments.get("point")
-    if isinstance(point, dict):
-        point = Point(float(point["x"]), float(point["y"]))
-    if not isinstance(point, Point):
+    try:
+        point = to_point(call.arguments.get("point"))
+    except ValueError:  # no image point (a place at ``xyz``): nothing to move
         return call
     angle = rng.uniform(0.0, 2.0 * np.pi)
     r = radius * rng.uniform(0.5, 1.0)

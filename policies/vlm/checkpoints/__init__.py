@@ -7,9 +7,9 @@ trained on CPU by ``agentkit train`` from this project's own recorded episodes (
 ``fetch`` starting from ``gui``; see ``docs/training.md``). They load through the same
 ``from_pretrained`` path as any checkpoint; the loader upcasts fp16 to fp32 on CPU.
 
-- ``gui``: MiniWoB++ screenshots -> Silence / Standby / Response + GUI tool calls (``vlm-gui``); 0.53 on
-  six MiniWoB++ tasks.
-- ``fetch``: Fetch camera frames -> home / pick / place calls (``fetch-vlm``); 0.71 on Fetch.
+- ``gui``: MiniWoB++ screenshots -> Silence / Standby / Response + GUI tool calls (``vlm-gui``); 0.64 on
+  six MiniWoB++ tasks at unseen seeds (its model card).
+- ``fetch``: Fetch camera frames -> home / pick / place calls (``fetch-vlm``); 0.88 on Fetch at unseen seeds.
 
 Example:
     >>> from agentkit.policies.vlm.checkpoints import SHIPPED

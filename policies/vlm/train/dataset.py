@@ -196,6 +196,7 @@ class Recording:
     task: str
     seed: int | None
     instruction: str  # given at the start of the stream (a question in the first user turn); "" for none
+    success: bool | None = None  # whether the run's report says the episode reached its goal (None: no report)
 
 
 def _domain(meta: dict[str, Any]) -> str:
@@ -229,20 +230,13 @@ def _episode_row(rec_dir: Path, seed: int | None) -> dict[str, Any] | None:
     return None
 
 
-def _instruction(rec_dir: Path, meta: dict[str, Any], seed: int | None) -> str:
+def _instruction(meta: dict[str, Any], row: dict[str, Any] | None) -> str:
     """The instruction the runner gave at the start of the stream, from the files the runs write."""
-    if meta.get("app") == "robot" and not (rec_dir / "episode.json").exists():  # agentkit robot: the task
+    if meta.get("app") == "robot" and row is None:  # agentkit robot: the task, given at stream time 0
         return str(meta.get("task") or "")
-    row = _episode_row(rec_dir, seed)
     if row is not None and row.get("instruction") is not None:
         return str(row.get("instruction") or "")
     return str(meta.get("instruction") or "")
-
-
-def episode_succeeded(rec: Recording) -> bool | None:
-    """Whether the recorded episode reached its goal, from the run's report (``None``: no report says)."""
-    row = _episode_row(rec.dir, rec.seed)
-    return None if row is None or "success" not in row else bool(row["success"])
 
 
 def read_recording(rec_dir: str | Path, domain: str | None = None) -> Recording:
@@ -259,7 +253,9 @@ def read_recording(rec_dir: str | Path, domain: str | None = None) -> Recording:
     seed = int(seed) if isinstance(seed, int) else None
     dom = domain or _domain(meta)
     task = str(meta.get("task") if dom == "gui" else meta.get("env") or meta.get("app") or meta.get("task") or dom)
-    return Recording(d, meta, read_jsonl(d / "decisions.jsonl"), dom, task, seed, _instruction(d, meta, seed))
+    row = _episode_row(d, seed)
+    success = None if row is None or "success" not in row else bool(row["success"])
+    return Recording(d, meta, read_jsonl(d / "decisions.jsonl"), dom, task, seed, _instruction(meta, row), success)
 
 
 def find_recordings(paths: Iterable[str | Path]) -> list[Path]:
@@ -411,7 +407,7 @@ def export(
     failed: list[str] = []
     for n, rec_dir in enumerate(dirs, 1):
         rec = read_recording(rec_dir, domain)
-        if successful_only and episode_succeeded(rec) is False:
+        if successful_only and rec.success is False:
             failed.append(str(rec_dir))
             if on_progress is not None:
                 on_progress(n, len(dirs))
